@@ -1,0 +1,281 @@
+//! The document format of DESIGN.md §2: what import takes, export gives and the bundle carries.
+//!
+//! These types only describe shape. Whether a document makes sense (keys, references, weights,
+//! values of the right type) is decided by [`crate::validate`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The version of the document format this crate reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A whole project: what `export` writes and `import` reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Document {
+    /// Format version; must be [`FORMAT_VERSION`].
+    pub flagstaff: u32,
+    pub project: ProjectInfo,
+    #[serde(default)]
+    pub environments: Vec<EnvironmentInfo>,
+    #[serde(default)]
+    pub segments: Vec<Segment>,
+    #[serde(default)]
+    pub flags: Vec<Flag>,
+}
+
+/// What an SDK downloads: one environment's flags (each carrying only that environment's
+/// state) and the project's segments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bundle {
+    pub flagstaff: u32,
+    pub project: ProjectInfo,
+    /// The environment key.
+    pub environment: String,
+    /// Grows with every change of this environment.
+    pub revision: u64,
+    #[serde(default)]
+    pub segments: Vec<Segment>,
+    #[serde(default)]
+    pub flags: Vec<Flag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectInfo {
+    pub key: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentInfo {
+    pub key: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A set of contexts shared by the environments of a project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    pub key: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Context keys always in the segment (unless excluded).
+    #[serde(default)]
+    pub included: Vec<String>,
+    /// Context keys never in the segment; beats `included` and the rules.
+    #[serde(default)]
+    pub excluded: Vec<String>,
+    /// A context is in the segment when any rule matches.
+    #[serde(default)]
+    pub rules: Vec<SegmentRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub clauses: Vec<Clause>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagKind {
+    /// A feature flag: listed with flags, client-side by default.
+    #[default]
+    Flag,
+    /// A remote-config value: listed apart, not client-side by default.
+    Config,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagType {
+    Boolean,
+    String,
+    Number,
+    Json,
+}
+
+/// A flag (or config) with its per-environment state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flag {
+    pub key: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default)]
+    pub kind: FlagKind,
+    #[serde(rename = "type")]
+    pub flag_type: FlagType,
+    pub variations: Vec<Variation>,
+    /// Defaults to true for flags and false for configs; see [`Flag::is_client_side`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_side: Option<bool>,
+    /// Defaults to true for flags and false for configs; see [`Flag::is_temporary`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporary: Option<bool>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub archived: bool,
+    /// State per environment key. An environment not named here has the default state.
+    #[serde(default)]
+    pub environments: BTreeMap<String, FlagEnvState>,
+}
+
+impl Flag {
+    /// Whether browsers (client keys) may evaluate this flag.
+    pub fn is_client_side(&self) -> bool {
+        self.client_side.unwrap_or(self.kind == FlagKind::Flag)
+    }
+
+    /// Whether this is a release flag expected to be removed one day.
+    pub fn is_temporary(&self) -> bool {
+        self.temporary.unwrap_or(self.kind == FlagKind::Flag)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variation {
+    pub key: String,
+    pub value: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// The state of one flag in one environment. Every field may be left out.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagEnvState {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Served when disabled or a prerequisite fails. Default: the `false` variation of a
+    /// boolean flag, otherwise the first variation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off_variation: Option<String>,
+    #[serde(default)]
+    pub prerequisites: Vec<Prerequisite>,
+    #[serde(default)]
+    pub targets: Vec<Target>,
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Served when nothing else matched. Default: the off variation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallthrough: Option<Serve>,
+    /// Grows with every change; assigned by the server, ignored on import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prerequisite {
+    /// Key of the prerequisite flag.
+    pub flag: String,
+    /// The prerequisite passes when it serves one of these variations.
+    pub variations: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub variation: String,
+    /// `targetingKey` values served this variation.
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub clauses: Vec<Clause>,
+    pub serve: Serve,
+}
+
+/// `{attribute, op, values, negate}`: matches when the attribute matches any of `values`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clause {
+    /// Absent only for `in_segment`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribute: Option<String>,
+    pub op: Op,
+    #[serde(default)]
+    pub values: Vec<Value>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub negate: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    In,
+    Contains,
+    StartsWith,
+    EndsWith,
+    Matches,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+    SemverEq,
+    SemverLt,
+    SemverLte,
+    SemverGt,
+    SemverGte,
+    Before,
+    After,
+    Exists,
+    InSegment,
+}
+
+/// What a rule or the fallthrough serves: `{"variation": "on"}` or `{"rollout": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Serve {
+    Variation(String),
+    Rollout(Rollout),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollout {
+    /// Context attribute hashed into the bucket; default `targetingKey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_by: Option<String>,
+    /// Hash salt; default the flag key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+    pub variations: Vec<WeightedVariation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedVariation {
+    pub variation: String,
+    /// Out of 100000. Signed so that a negative weight is a validation error naming its
+    /// path, not a parse error.
+    pub weight: i64,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
