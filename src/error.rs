@@ -1,0 +1,119 @@
+//! The HTTP layer's error: one status and one stable snake_case code per variant, a message
+//! safe to show, and the cause logged apart. Body: `{"error": {"code", "message", "path"?}}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use flagstaff_eval::ValidationError;
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String, path: Option<String> },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The input is well formed but invalid; every problem is listed.
+    #[error("{}", summary(.0))]
+    Invalid(Vec<ValidationError>),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+fn summary(errors: &[ValidationError]) -> String {
+    match errors {
+        [one] => one.to_string(),
+        [first, ..] => format!("{first} (and {} more problems)", errors.len() - 1),
+        [] => "invalid input".to_owned(),
+    }
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>, path: Option<&str>) -> ApiError {
+        ApiError::BadRequest { code: "bad_request", message: message.into(), path: path.map(str::to_owned) }
+    }
+
+    /// The stable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PreconditionFailed(_) => "precondition_failed",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::Invalid(_) => "invalid",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [ValidationError]>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) = self {
+            tracing::error!(error = %cause, "request failed");
+        }
+        let (path, errors) = match self {
+            ApiError::BadRequest { path, .. } => (path.as_deref(), None),
+            ApiError::Invalid(errors) => (errors.first().map(|e| e.path.as_str()), Some(errors.as_slice())),
+            _ => (None, None),
+        };
+        HttpResponse::build(self.status_code()).json(Body {
+            error: Detail { code: self.code(), message: self.to_string(), path, errors },
+        })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { what } => ApiError::NotFound(what),
+            StoreError::Conflict { message } => ApiError::Conflict(message),
+            StoreError::Stale { .. } => ApiError::PreconditionFailed(e.to_string()),
+            StoreError::Invalid(errors) => ApiError::Invalid(errors),
+            StoreError::BadRequest { message, path } => ApiError::BadRequest { code: "bad_request", message, path },
+            other => ApiError::Internal(Box::new(other)),
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Who is calling. Authentication is an extractor; handlers never parse headers.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::store::admin_tokens;
+use crate::store::users::{Role, User};
+
+/// A person calling `/api/v1` with an admin token (`Authorization: Bearer fs_adm_…`).
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub user: User,
+    pub token_id: i64,
+}
+
+impl Admin {
+    /// 403 unless the caller's role is at least `role`.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.user.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this needs the {} role; {} is {}",
+                role.as_str(),
+                self.user.email,
+                self.user.role.as_str()
+            )))
+        }
+    }
+
+    /// What the audit log records as the actor.
+    pub fn actor(&self) -> &str {
+        &self.user.email
+    }
+}
+
+/// The credential of a request: `Authorization: Bearer <secret>` or `X-API-Key: <secret>`.
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
+    if let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let value = value.trim();
+        let (scheme, secret) = value.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| secret.trim()).filter(|s| !s.is_empty());
+    }
+    req.headers().get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|s| !s.is_empty())
+}
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Admin, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let secret = bearer(req).map(str::to_owned);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
+            let Some(secret) = secret else {
+                return Err(ApiError::Unauthorized("an admin token is required: Authorization: Bearer <token>".into()));
+            };
+            let found = state.store.read(move |conn| admin_tokens::authenticate(conn, &secret)).await?;
+            match found {
+                Some((token_id, user)) => Ok(Admin { user, token_id }),
+                None => Err(ApiError::Unauthorized("the admin token is unknown or revoked".into())),
+            }
+        })
+    }
+}

@@ -1,0 +1,36 @@
+//! Flagstaff: a self-hosted feature-flag and remote-config server. One binary, one SQLite file.
+//!
+//! `build_app` is the whole HTTP application, so tests drive exactly what `flagstaff serve` runs.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod keys;
+pub mod snapshot;
+pub mod state;
+pub mod store;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{App, web};
+
+pub use state::AppState;
+
+/// The whole HTTP application over `state`.
+pub fn build_app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new(state))
+        .wrap(tracing_actix_web::TracingLogger::default())
+        .configure(http::configure)
+}

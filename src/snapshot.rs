@@ -1,0 +1,224 @@
+//! Per-environment snapshots (DESIGN.md §5): the engine's compiled flags plus the bundle's JSON
+//! bytes, their gzip and a strong ETag, built after each committed change and swapped atomically.
+//! Hot paths read them without locks and never touch SQLite.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::sync::Arc;
+
+use actix_web::web::Bytes;
+use arc_swap::ArcSwap;
+use flagstaff_eval::CompiledEnvironment;
+use flagstaff_eval::model::{Document, EnvironmentInfo, Flag, FORMAT_VERSION, ProjectInfo};
+use rusqlite::Connection;
+
+use crate::store::served::{self, EnvironmentHead, Served};
+use crate::store::{Changes, Result};
+
+/// What one environment serves right now.
+pub struct Snapshot {
+    pub environment_id: i64,
+    pub project_id: i64,
+    pub project: ProjectInfo,
+    /// The environment key.
+    pub environment: String,
+    pub revision: u64,
+    /// Compiled flags, for OFREP and browser evaluation.
+    pub engine: CompiledEnvironment,
+    /// The bundle (`model::Bundle` as JSON) for backend SDKs.
+    pub bundle: Bytes,
+    /// `bundle`, gzip-compressed.
+    pub bundle_gzip: Bytes,
+    /// Strong ETag of `bundle`, quoted, e.g. `"r12-5f1c…"`.
+    pub etag: String,
+    /// Each flag's JSON as it appears in the bundle, kept so one toggle re-serialises one flag.
+    fragments: BTreeMap<Arc<str>, Arc<str>>,
+    segments_json: Arc<str>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("project", &self.project.key)
+            .field("environment", &self.environment)
+            .field("revision", &self.revision)
+            .field("flags", &self.fragments.len())
+            .finish()
+    }
+}
+
+impl Snapshot {
+    /// Builds a snapshot from everything the environment serves.
+    pub fn build(served: &Served) -> Result<Snapshot> {
+        let doc = Document {
+            flagstaff: FORMAT_VERSION,
+            project: served.head.project.clone(),
+            environments: vec![EnvironmentInfo { key: served.head.key.clone(), name: String::new() }],
+            segments: served.segments.clone(),
+            flags: served.flags.clone(),
+        };
+        let engine = CompiledEnvironment::compile(&doc, &served.head.key);
+        let mut fragments = BTreeMap::new();
+        for flag in &served.flags {
+            fragments.insert(Arc::from(flag.key.as_str()), Arc::from(serde_json::to_string(flag)?));
+        }
+        let segments_json = Arc::from(serde_json::to_string(&served.segments)?);
+        Ok(Self::assemble(&served.head, engine, fragments, segments_json))
+    }
+
+    /// A snapshot with some flags re-read from the store and everything else shared.
+    fn with_flags(&self, conn: &Connection, head: &EnvironmentHead, keys: impl Iterator<Item = String>) -> Result<Snapshot> {
+        let mut engine = self.engine.clone();
+        let mut fragments = self.fragments.clone();
+        for key in keys {
+            match served::flag(conn, head, &key)? {
+                Some(flag) => {
+                    engine = engine.with_flag(&flag);
+                    fragments.insert(Arc::from(key.as_str()), Arc::from(serde_json::to_string(&flag)?));
+                }
+                None => {
+                    engine = engine.without_flag(&key);
+                    fragments.remove(key.as_str());
+                }
+            }
+        }
+        Ok(Self::assemble(head, engine, fragments, self.segments_json.clone()))
+    }
+
+    fn assemble(
+        head: &EnvironmentHead,
+        engine: CompiledEnvironment,
+        fragments: BTreeMap<Arc<str>, Arc<str>>,
+        segments_json: Arc<str>,
+    ) -> Snapshot {
+        let size: usize = fragments.values().map(|f| f.len() + 1).sum::<usize>() + segments_json.len() + 256;
+        let mut json = Vec::with_capacity(size);
+        // The shape of `model::Bundle`; built by hand so unchanged flags are not re-serialised.
+        json.extend_from_slice(b"{\"flagstaff\":");
+        json.extend_from_slice(FORMAT_VERSION.to_string().as_bytes());
+        json.extend_from_slice(b",\"project\":");
+        serde_json::to_writer(&mut json, &head.project).expect("writing JSON to a Vec cannot fail");
+        json.extend_from_slice(b",\"environment\":");
+        serde_json::to_writer(&mut json, &head.key).expect("writing JSON to a Vec cannot fail");
+        json.extend_from_slice(b",\"revision\":");
+        json.extend_from_slice(head.revision.to_string().as_bytes());
+        json.extend_from_slice(b",\"segments\":");
+        json.extend_from_slice(segments_json.as_bytes());
+        json.extend_from_slice(b",\"flags\":[");
+        for (i, fragment) in fragments.values().enumerate() {
+            if i > 0 {
+                json.push(b',');
+            }
+            json.extend_from_slice(fragment.as_bytes());
+        }
+        json.extend_from_slice(b"]}");
+
+        let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(json.len() / 4), flate2::Compression::fast());
+        gz.write_all(&json).expect("compressing into a Vec cannot fail");
+        let gzip = gz.finish().expect("compressing into a Vec cannot fail");
+
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        json.hash(&mut hasher);
+        let etag = format!("\"r{}-{:016x}\"", head.revision, hasher.finish());
+
+        Snapshot {
+            environment_id: head.id,
+            project_id: head.project_id,
+            project: head.project.clone(),
+            environment: head.key.clone(),
+            revision: head.revision,
+            engine,
+            bundle: Bytes::from(json),
+            bundle_gzip: Bytes::from(gzip),
+            etag,
+            fragments,
+            segments_json,
+        }
+    }
+
+    /// The flags of the bundle, for tests and tools (parses the bytes).
+    pub fn flags(&self) -> Result<Vec<Flag>> {
+        self.fragments.values().map(|f| Ok(serde_json::from_str(f)?)).collect()
+    }
+}
+
+/// Every environment's current snapshot, swapped atomically.
+#[derive(Default)]
+pub struct Snapshots {
+    by_environment: ArcSwap<HashMap<i64, Arc<Snapshot>>>,
+}
+
+impl Snapshots {
+    /// Builds every environment's snapshot from the store.
+    pub fn load(conn: &Connection) -> Result<Snapshots> {
+        let mut map = HashMap::new();
+        for id in served::all_environment_ids(conn)? {
+            if let Some(served) = served::load(conn, id)? {
+                map.insert(id, Arc::new(Snapshot::build(&served)?));
+            }
+        }
+        Ok(Snapshots { by_environment: ArcSwap::from_pointee(map) })
+    }
+
+    /// The current snapshot of an environment.
+    pub fn get(&self, environment_id: i64) -> Option<Arc<Snapshot>> {
+        self.by_environment.load().get(&environment_id).cloned()
+    }
+
+    /// The current snapshot of an environment found by keys.
+    pub fn find(&self, project: &str, environment: &str) -> Option<Arc<Snapshot>> {
+        self.by_environment
+            .load()
+            .values()
+            .find(|s| s.project.key == project && s.environment == environment)
+            .cloned()
+    }
+
+    /// Every current snapshot.
+    pub fn all(&self) -> Vec<Arc<Snapshot>> {
+        self.by_environment.load().values().cloned().collect()
+    }
+
+    /// Rebuilds what `changes` touched, swaps the new snapshots in, and returns them with the
+    /// flag keys that changed. Called after the commit, with the writer held.
+    pub fn apply(&self, conn: &Connection, changes: &Changes) -> Vec<(Arc<Snapshot>, Vec<String>)> {
+        let mut map = HashMap::clone(&self.by_environment.load());
+        let mut rebuilt = Vec::new();
+        for id in &changes.removed_environments {
+            map.remove(id);
+        }
+        for (&id, change) in &changes.environments {
+            let current = map.get(&id).cloned();
+            let result = match (current, change.full) {
+                (Some(current), false) => served::head(conn, id).and_then(|head| match head {
+                    Some(head) => current.with_flags(conn, &head, change.flags.iter().cloned()).map(Some),
+                    None => Ok(None),
+                }),
+                _ => served::load(conn, id).and_then(|s| s.map(|s| Snapshot::build(&s)).transpose()),
+            };
+            match result {
+                Ok(Some(snapshot)) => {
+                    let snapshot = Arc::new(snapshot);
+                    map.insert(id, snapshot.clone());
+                    let changed = if change.full {
+                        snapshot.fragments.keys().map(|k| k.to_string()).collect()
+                    } else {
+                        change.flags.iter().cloned().collect()
+                    };
+                    rebuilt.push((snapshot, changed));
+                }
+                Ok(None) => {
+                    map.remove(&id);
+                }
+                Err(e) => {
+                    // The change is committed; serving the older snapshot until the next
+                    // change is the least bad outcome. This is not a user's mistake.
+                    tracing::error!(environment_id = id, error = %e, "snapshot rebuild failed");
+                }
+            }
+        }
+        self.by_environment.store(Arc::new(map));
+        rebuilt
+    }
+}

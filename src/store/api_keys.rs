@@ -1,0 +1,106 @@
+//! SDK keys (server and client), per environment. Only a SHA-256 of each key is stored.
+
+use rusqlite::Connection;
+
+use super::Result;
+
+/// The kind of an SDK key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    /// Reads the bundle and the stream, evaluates every flag. Secret.
+    Server,
+    /// Evaluates client-side flags only. Public by nature (ships in web pages).
+    Client,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Server => "server",
+            KeyKind::Client => "client",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<KeyKind> {
+        match s {
+            "server" => Some(KeyKind::Server),
+            "client" => Some(KeyKind::Client),
+            _ => None,
+        }
+    }
+}
+
+/// A key that is not revoked, as the in-memory lookup needs it.
+#[derive(Debug, Clone)]
+pub struct ActiveKey {
+    pub id: i64,
+    pub hash: [u8; 32],
+    pub environment_id: i64,
+    pub kind: KeyKind,
+}
+
+/// Every key that is not revoked.
+pub fn active(conn: &Connection) -> Result<Vec<ActiveKey>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, key_hash, environment_id, kind FROM api_keys WHERE revoked_at IS NULL",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let hash: Vec<u8> = row.get(1)?;
+        let kind: String = row.get(3)?;
+        let (Ok(hash), Some(kind)) = (<[u8; 32]>::try_from(hash), KeyKind::parse(&kind)) else {
+            continue;
+        };
+        out.push(ActiveKey { id: row.get(0)?, hash, environment_id: row.get(2)?, kind });
+    }
+    Ok(out)
+}
+
+/// A key as listed to admins (never the secret or its hash).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyInfo {
+    pub id: i64,
+    pub kind: KeyKind,
+    pub name: String,
+    /// The visible start of the key.
+    pub prefix: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// Creates a key in an environment; returns its id and the secret (shown once, never stored).
+pub fn create(
+    conn: &Connection,
+    environment_id: i64,
+    kind: KeyKind,
+    name: &str,
+    created_by: Option<i64>,
+) -> Result<(i64, String)> {
+    let secret = crate::keys::generate(crate::keys::prefix(kind));
+    conn.execute(
+        "INSERT INTO api_keys (environment_id, kind, name, key_hash, prefix, created_by, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        rusqlite::params![
+            environment_id,
+            kind.as_str(),
+            name,
+            crate::keys::hash(&secret).as_slice(),
+            &secret[..12],
+            created_by,
+            super::now_ms()
+        ],
+    )?;
+    Ok((conn.last_insert_rowid(), secret))
+}
+
+/// Revokes a key of an environment. Returns false if there is no such (unrevoked) key.
+pub fn revoke(conn: &Connection, environment_id: i64, id: i64) -> Result<bool> {
+    let n = conn.execute(
+        "UPDATE api_keys SET revoked_at = ?3 WHERE id = ?1 AND environment_id = ?2 AND revoked_at IS NULL",
+        rusqlite::params![id, environment_id, super::now_ms()],
+    )?;
+    Ok(n == 1)
+}
