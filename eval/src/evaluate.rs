@@ -1,0 +1,357 @@
+//! Evaluation (DESIGN.md §3): which variation a context gets, and why.
+//!
+//! Order: unknown flag → `FLAG_NOT_FOUND`; disabled → off variation (`DISABLED`); each
+//! prerequisite → off variation (`PREREQUISITE_FAILED`) when it fails; targets
+//! (`TARGETING_MATCH`); rules in order (`TARGETING_MATCH`, or `SPLIT` for a rollout); fallthrough
+//! (`STATIC`, `DEFAULT` or `SPLIT`).
+
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::Context;
+use crate::compile::{
+    CompiledClause, CompiledEnvironment, CompiledFlag, CompiledPrerequisite, CompiledSegment, CompiledServe,
+    MAX_PREREQUISITE_DEPTH, NumberKey, Test,
+};
+use crate::hash::bucket_value;
+
+/// The result of evaluating one flag for one context. Borrows from the environment; a flag with
+/// no rules is evaluated without allocating.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation<'a> {
+    /// The flag key.
+    pub key: &'a str,
+    /// The served value; `None` only on error.
+    pub value: Option<&'a Value>,
+    /// The served variation's key; `None` only on error.
+    pub variant: Option<&'a str>,
+    pub reason: Reason,
+    pub error: Option<EvalError>,
+    /// The id of the matched rule, when a rule with an id served the value.
+    pub rule_id: Option<&'a str>,
+    /// The prerequisite flag that failed, with reason `PREREQUISITE_FAILED`.
+    pub prerequisite: Option<&'a str>,
+    /// The version of the flag's state in the environment; 0 if unknown.
+    pub version: u64,
+}
+
+impl<'a> Evaluation<'a> {
+    fn error(key: &'a str, error: EvalError, version: u64) -> Self {
+        Evaluation {
+            key,
+            value: None,
+            variant: None,
+            reason: Reason::Error,
+            error: Some(error),
+            rule_id: None,
+            prerequisite: None,
+            version,
+        }
+    }
+}
+
+/// Why a value was served (OpenFeature reasons, plus `PREREQUISITE_FAILED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Reason {
+    /// The flag is on, has no prerequisites, targets or rules, and serves one variation.
+    Static,
+    /// The fallthrough served one variation, past prerequisites, targets or rules.
+    Default,
+    /// A target list or a rule serving one variation matched.
+    TargetingMatch,
+    /// A rollout chose the variation.
+    Split,
+    /// The flag is off.
+    Disabled,
+    /// A prerequisite failed; the off variation was served.
+    PrerequisiteFailed,
+    /// No value: see the error.
+    Error,
+}
+
+impl Reason {
+    /// The reason as written on the wire: `"STATIC"`, `"TARGETING_MATCH"`, ….
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Reason::Static => "STATIC",
+            Reason::Default => "DEFAULT",
+            Reason::TargetingMatch => "TARGETING_MATCH",
+            Reason::Split => "SPLIT",
+            Reason::Disabled => "DISABLED",
+            Reason::PrerequisiteFailed => "PREREQUISITE_FAILED",
+            Reason::Error => "ERROR",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why there is no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, thiserror::Error)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EvalError {
+    /// No flag with this key in the environment.
+    #[error("flag not found")]
+    FlagNotFound,
+    /// A rollout needs the context's `bucket_by` attribute (by default `targetingKey`), and the
+    /// context lacks it or holds neither a string nor a number there.
+    #[error("the context has no targeting key (or no string or number in the rollout's bucket_by attribute)")]
+    TargetingKeyMissing,
+}
+
+impl EvalError {
+    /// The OpenFeature error code: `"FLAG_NOT_FOUND"`, `"TARGETING_KEY_MISSING"`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EvalError::FlagNotFound => "FLAG_NOT_FOUND",
+            EvalError::TargetingKeyMissing => "TARGETING_KEY_MISSING",
+        }
+    }
+}
+
+impl CompiledEnvironment {
+    /// Evaluates the flag `flag_key` for `ctx`. The result borrows from both the environment and
+    /// `flag_key` (the latter only for `FLAG_NOT_FOUND`).
+    pub fn evaluate<'a>(&'a self, flag_key: &'a str, ctx: &Context) -> Evaluation<'a> {
+        match self.flag(flag_key) {
+            Some(flag) => Evaluator::new(self, ctx).top(flag),
+            None => Evaluation::error(flag_key, EvalError::FlagNotFound, 0),
+        }
+    }
+
+    /// Evaluates every flag passing `include` for `ctx`, sorted by key; e.g.
+    /// `env.evaluate_all(&ctx, |f| f.is_client_side())` for browsers.
+    pub fn evaluate_all<'a>(
+        &'a self,
+        ctx: &Context,
+        include: impl Fn(&CompiledFlag) -> bool,
+    ) -> Vec<Evaluation<'a>> {
+        let mut evaluator = Evaluator::new(self, ctx);
+        self.inner
+            .flags
+            .iter()
+            .filter(|f| include(f))
+            .map(|f| evaluator.top(f))
+            .collect()
+    }
+}
+
+/// One evaluation pass over a context; remembers prerequisite outcomes so that a flag shared
+/// by many prerequisite chains is evaluated once (a deep diamond of prerequisites would
+/// otherwise cost exponential time).
+struct Evaluator<'a, 'c> {
+    env: &'a CompiledEnvironment,
+    ctx: &'c Context,
+    /// (prerequisite flag, the variation it served if it passes on to dependents).
+    memo: Vec<(&'a CompiledFlag, Option<&'a str>)>,
+    /// The current top-level evaluation reached the depth limit: results computed since then
+    /// depend on depth and are not remembered.
+    truncated: bool,
+}
+
+impl<'a, 'c> Evaluator<'a, 'c> {
+    fn new(env: &'a CompiledEnvironment, ctx: &'c Context) -> Self {
+        Evaluator {
+            env,
+            ctx,
+            memo: Vec::new(),
+            truncated: false,
+        }
+    }
+
+    fn top(&mut self, flag: &'a CompiledFlag) -> Evaluation<'a> {
+        self.truncated = false;
+        self.flag(flag, 0)
+    }
+
+    fn flag(&mut self, flag: &'a CompiledFlag, depth: usize) -> Evaluation<'a> {
+        if !flag.enabled {
+            return flag.variation(flag.off, Reason::Disabled);
+        }
+        for prerequisite in &flag.prerequisites {
+            if !self.prerequisite_met(prerequisite, depth + 1) {
+                let mut evaluation = flag.variation(flag.off, Reason::PrerequisiteFailed);
+                evaluation.prerequisite = Some(&prerequisite.flag);
+                return evaluation;
+            }
+        }
+        if !flag.targets.is_empty()
+            && let Some(key) = targeting_key(self.ctx)
+            && let Some(&variation) = flag.targets.get(key)
+        {
+            return flag.variation(variation, Reason::TargetingMatch);
+        }
+        for rule in &flag.rules {
+            if rule.clauses.iter().all(|c| c.matches(self.ctx)) {
+                let mut evaluation = flag.serve(&rule.serve, self.ctx, Reason::TargetingMatch);
+                evaluation.rule_id = rule.id.as_deref();
+                return evaluation;
+            }
+        }
+        flag.serve(&flag.fallthrough, self.ctx, flag.fallthrough_reason)
+    }
+
+    /// A prerequisite is met when its flag exists, is on, its own prerequisites are met, it
+    /// served a value without error, and that value's variation is listed.
+    fn prerequisite_met(&mut self, prerequisite: &'a CompiledPrerequisite, depth: usize) -> bool {
+        if depth > MAX_PREREQUISITE_DEPTH {
+            self.truncated = true;
+            return false;
+        }
+        let Some(flag) = self.env.flag(&prerequisite.flag) else {
+            return false;
+        };
+        let served = match self.memo.iter().find(|(f, _)| std::ptr::eq(*f, flag)) {
+            Some(&(_, served)) => served,
+            None => {
+                let evaluation = self.flag(flag, depth);
+                let served = match evaluation.reason {
+                    Reason::Disabled | Reason::PrerequisiteFailed | Reason::Error => None,
+                    _ => evaluation.variant,
+                };
+                if !self.truncated {
+                    self.memo.push((flag, served));
+                }
+                served
+            }
+        };
+        served.is_some_and(|variant| prerequisite.variations.iter().any(|v| &**v == variant))
+    }
+}
+
+impl CompiledFlag {
+    fn variation(&self, index: usize, reason: Reason) -> Evaluation<'_> {
+        let variation = &self.variations[index];
+        Evaluation {
+            key: &self.key,
+            value: Some(&variation.value),
+            variant: Some(&variation.key),
+            reason,
+            error: None,
+            rule_id: None,
+            prerequisite: None,
+            version: self.version,
+        }
+    }
+
+    /// Serves `serve`; `reason` is the reason for a single variation.
+    fn serve<'a>(&'a self, serve: &CompiledServe, ctx: &Context, reason: Reason) -> Evaluation<'a> {
+        match serve {
+            CompiledServe::Variation(index) => self.variation(*index, reason),
+            CompiledServe::Rollout(rollout) => {
+                match rollout
+                    .bucket_by
+                    .get(ctx)
+                    .and_then(|value| bucket_value(&rollout.salt, value))
+                {
+                    Some(bucket) => self.variation(rollout.variation(bucket), Reason::Split),
+                    None => Evaluation::error(&self.key, EvalError::TargetingKeyMissing, self.version),
+                }
+            }
+        }
+    }
+}
+
+fn targeting_key(ctx: &Context) -> Option<&str> {
+    ctx.get("targetingKey").and_then(Value::as_str)
+}
+
+impl CompiledClause {
+    /// Whether the clause matches: a missing (or null) attribute never matches, negated or
+    /// not, except for `exists`; an array matches when any element does; a value of the wrong
+    /// type does not match (and so matches when negated).
+    pub(crate) fn matches(&self, ctx: &Context) -> bool {
+        match &self.test {
+            Test::Never => false,
+            Test::Exists => {
+                let present = !matches!(self.attribute.get(ctx), None | Some(Value::Null));
+                present != self.negate
+            }
+            Test::InSegment(segments) => segments.iter().any(|s| s.contains(ctx)) != self.negate,
+            test => {
+                let matched = match self.attribute.get(ctx) {
+                    None | Some(Value::Null) => return false,
+                    Some(Value::Array(items)) => items.iter().any(|item| test.matches(item)),
+                    Some(value) => test.matches(value),
+                };
+                matched != self.negate
+            }
+        }
+    }
+}
+
+impl Test {
+    /// Whether one context value matches any of the clause's values.
+    fn matches(&self, value: &Value) -> bool {
+        match self {
+            Test::Never | Test::Exists | Test::InSegment(_) => false,
+            Test::In(values) => match value {
+                Value::String(s) => values.strings.contains(s.as_str()),
+                Value::Number(n) => values.numbers.contains(&NumberKey::of(n)),
+                Value::Bool(b) => {
+                    if *b {
+                        values.has_true
+                    } else {
+                        values.has_false
+                    }
+                }
+                _ => false,
+            },
+            Test::Contains(needles) => value
+                .as_str()
+                .is_some_and(|s| needles.iter().any(|n| s.contains(&**n))),
+            Test::StartsWith(prefixes) => value
+                .as_str()
+                .is_some_and(|s| prefixes.iter().any(|p| s.starts_with(&**p))),
+            Test::EndsWith(suffixes) => value
+                .as_str()
+                .is_some_and(|s| suffixes.iter().any(|p| s.ends_with(&**p))),
+            Test::Matches(regexes) => value
+                .as_str()
+                .is_some_and(|s| regexes.iter().any(|r| r.is_match(s))),
+            Test::Number(ordering, bound) => value
+                .as_f64()
+                .and_then(|x| x.partial_cmp(bound))
+                .is_some_and(|ord| ordering.holds(ord)),
+            Test::SemverEq(versions) => semver(value).is_some_and(|v| {
+                versions
+                    .iter()
+                    .any(|w| v.cmp_precedence(w) == std::cmp::Ordering::Equal)
+            }),
+            Test::Semver(ordering, bound) => {
+                semver(value).is_some_and(|v| ordering.holds(v.cmp_precedence(bound)))
+            }
+            Test::Before(bound) => crate::compile::parse_instant(value).is_some_and(|t| t < *bound),
+            Test::After(bound) => crate::compile::parse_instant(value).is_some_and(|t| t > *bound),
+        }
+    }
+}
+
+fn semver(value: &Value) -> Option<semver::Version> {
+    value.as_str().and_then(crate::compile::parse_semver)
+}
+
+impl CompiledSegment {
+    /// Whether the context is in the segment: excluded beats everything, then included, then
+    /// any rule.
+    fn contains(&self, ctx: &Context) -> bool {
+        if let Some(key) = targeting_key(ctx) {
+            if self.excluded.contains(key) {
+                return false;
+            }
+            if self.included.contains(key) {
+                return true;
+            }
+        }
+        self.rules
+            .iter()
+            .any(|clauses| clauses.iter().all(|c| c.matches(ctx)))
+    }
+}

@@ -1,0 +1,211 @@
+//! The compiled environment: bulk evaluation, incremental updates, bundles, sharing.
+
+use flagstaff_eval::model::{Bundle, Flag};
+use flagstaff_eval::{CompiledEnvironment, CompiledFlag, Reason, parse_bundle, validate_bundle};
+use serde_json::json;
+
+use crate::support::{ENV, bool_flag, compile_valid, ctx, doc, outcome};
+
+fn three_flags() -> CompiledEnvironment {
+    compile_valid(
+        json!([]),
+        json!([
+            bool_flag("zeta", json!({"enabled": true, "fallthrough": {"variation": "on"}})),
+            {"key": "alpha", "type": "string", "kind": "config",
+             "variations": [{"key": "x", "value": "X"}],
+             "environments": {ENV: {"enabled": true, "fallthrough": {"variation": "x"}}}},
+            {"key": "mid", "type": "boolean", "client_side": false,
+             "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
+             "environments": {ENV: {"enabled": true, "version": 4,
+                "prerequisites": [{"flag": "zeta", "variations": ["on"]}],
+                "fallthrough": {"variation": "on"}}}},
+        ]),
+    )
+}
+
+#[test]
+fn evaluate_all_is_sorted_by_key_and_filtered() {
+    let env = three_flags();
+    let c = ctx(json!({"targetingKey": "u"}));
+    let all = env.evaluate_all(&c, |_| true);
+    let keys: Vec<&str> = all.iter().map(|e| e.key).collect();
+    assert_eq!(keys, ["alpha", "mid", "zeta"]);
+    // Each result is what evaluating the flag alone gives.
+    for e in &all {
+        assert_eq!(e, &env.evaluate(e.key, &c));
+    }
+    // Configs are not client-side by default; `mid` opted out.
+    let browser: Vec<&str> = env
+        .evaluate_all(&c, CompiledFlag::is_client_side)
+        .iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(browser, ["zeta"]);
+    assert!(env.evaluate_all(&c, |_| false).is_empty());
+}
+
+#[test]
+fn flag_metadata() {
+    let env = three_flags();
+    let alpha = env.flag("alpha").unwrap();
+    assert_eq!(alpha.kind(), flagstaff_eval::model::FlagKind::Config);
+    assert_eq!(alpha.flag_type(), flagstaff_eval::model::FlagType::String);
+    assert!(!alpha.is_client_side() && !alpha.is_temporary());
+    assert!(alpha.enabled());
+    let mid = env.flag("mid").unwrap();
+    assert_eq!(mid.version(), 4);
+    assert_eq!(mid.off_variation(), ("off", &json!(false)));
+    assert_eq!(
+        mid.variations().map(|(k, _)| k).collect::<Vec<_>>(),
+        ["on", "off"]
+    );
+    assert!(env.flag("nope").is_none());
+    assert_eq!((env.len(), env.is_empty()), (3, false));
+    assert_eq!(
+        env.flags().map(CompiledFlag::key).collect::<Vec<_>>(),
+        ["alpha", "mid", "zeta"]
+    );
+}
+
+fn parse_flag(value: serde_json::Value) -> Flag {
+    serde_json::from_value(value).unwrap()
+}
+
+#[test]
+fn with_flag_recompiles_one_flag_and_shares_the_rest() {
+    let before = three_flags();
+    let c = ctx(json!({"targetingKey": "u"}));
+    let after = before.with_flag(&parse_flag(bool_flag(
+        "zeta",
+        json!({"enabled": false, "version": 2}),
+    )));
+    // The toggle shows, and reaches the flag that depends on it.
+    assert_eq!(outcome(&after.evaluate("zeta", &c)), (Some("off"), "DISABLED"));
+    assert_eq!(after.evaluate("zeta", &c).version, 2);
+    assert_eq!(
+        outcome(&after.evaluate("mid", &c)),
+        (Some("off"), "PREREQUISITE_FAILED")
+    );
+    // The old environment is untouched.
+    assert_eq!(outcome(&before.evaluate("zeta", &c)), (Some("on"), "STATIC"));
+    assert_eq!(outcome(&before.evaluate("mid", &c)), (Some("on"), "DEFAULT"));
+    // The other flags are the very same compiled objects.
+    for key in ["alpha", "mid"] {
+        assert!(
+            std::ptr::eq(before.flag(key).unwrap(), after.flag(key).unwrap()),
+            "{key}"
+        );
+    }
+    assert!(!std::ptr::eq(
+        before.flag("zeta").unwrap(),
+        after.flag("zeta").unwrap()
+    ));
+
+    // Adding a new flag keeps the order and the index right.
+    let added = after.with_flag(&parse_flag(bool_flag(
+        "beta",
+        json!({"enabled": true, "fallthrough": {"variation": "on"}}),
+    )));
+    assert_eq!(
+        added.flags().map(CompiledFlag::key).collect::<Vec<_>>(),
+        ["alpha", "beta", "mid", "zeta"]
+    );
+    for key in ["alpha", "beta", "mid", "zeta"] {
+        assert_eq!(added.evaluate(key, &c).key, key);
+        assert_ne!(added.evaluate(key, &c).reason, Reason::Error, "{key}");
+    }
+
+    let removed = added.without_flag("alpha").without_flag("not-there");
+    assert_eq!(
+        removed.flags().map(CompiledFlag::key).collect::<Vec<_>>(),
+        ["beta", "mid", "zeta"]
+    );
+    assert_eq!(removed.evaluate("alpha", &c).reason, Reason::Error);
+    assert_eq!(
+        outcome(&removed.evaluate("mid", &c)),
+        (Some("off"), "PREREQUISITE_FAILED")
+    );
+    assert_eq!(added.len(), 4);
+}
+
+#[test]
+fn with_flag_uses_the_environments_segments_and_its_own_state() {
+    let env = compile_valid(json!([{"key": "beta", "included": ["u-1"]}]), json!([]));
+    let flag = parse_flag(json!({
+        "key": "f", "type": "boolean",
+        "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
+        "environments": {
+            "staging": {"enabled": false},
+            ENV: {"enabled": true,
+                  "rules": [{"clauses": [{"op": "in_segment", "values": ["beta"]}], "serve": {"variation": "on"}}],
+                  "fallthrough": {"variation": "off"}}}
+    }));
+    let env = env.with_flag(&flag);
+    assert_eq!(
+        outcome(&env.evaluate("f", &ctx(json!({"targetingKey": "u-1"})))),
+        (Some("on"), "TARGETING_MATCH")
+    );
+    assert_eq!(
+        outcome(&env.evaluate("f", &ctx(json!({"targetingKey": "u-2"})))),
+        (Some("off"), "DEFAULT")
+    );
+    // A flag that cannot be compiled (no variations) leaves the environment instead.
+    let broken = parse_flag(json!({"key": "f", "type": "boolean", "variations": []}));
+    assert!(env.with_flag(&broken).flag("f").is_none());
+}
+
+#[test]
+fn compile_picks_the_named_environment() {
+    let d = doc(
+        json!([]),
+        json!([{"key": "f", "type": "boolean",
+            "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
+            "environments": {ENV: {"enabled": true, "fallthrough": {"variation": "on"}}, "staging": {"enabled": false}}}]),
+    );
+    let c = ctx(json!({}));
+    assert_eq!(
+        outcome(&CompiledEnvironment::compile(&d, ENV).evaluate("f", &c)),
+        (Some("on"), "STATIC")
+    );
+    assert_eq!(
+        outcome(&CompiledEnvironment::compile(&d, "staging").evaluate("f", &c)),
+        (Some("off"), "DISABLED")
+    );
+    assert_eq!(
+        outcome(&CompiledEnvironment::compile(&d, "other").evaluate("f", &c)),
+        (Some("off"), "DISABLED")
+    );
+}
+
+#[test]
+fn bundles_parse_validate_and_compile() {
+    let json = br#"{"flagstaff": 1, "project": {"key": "shop"}, "environment": "production", "revision": 42,
+        "segments": [{"key": "beta", "included": ["u-1"]}],
+        "flags": [{"key": "f", "type": "boolean",
+            "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
+            "environments": {"production": {"enabled": true,
+                "rules": [{"clauses": [{"op": "in_segment", "values": ["beta"]}], "serve": {"variation": "on"}}]}}}]}"#;
+    let bundle: Bundle = parse_bundle(json).unwrap();
+    validate_bundle(&bundle).unwrap();
+    let env = CompiledEnvironment::from_bundle(&bundle);
+    assert_eq!((env.environment(), env.revision()), ("production", 42));
+    assert!(env.has_segment("beta"));
+    assert_eq!(
+        outcome(&env.evaluate("f", &ctx(json!({"targetingKey": "u-1"})))),
+        (Some("on"), "TARGETING_MATCH")
+    );
+}
+
+#[test]
+fn environments_are_cheap_to_share_between_threads() {
+    fn shareable<T: Send + Sync + Clone + std::fmt::Debug + 'static>() {}
+    shareable::<CompiledEnvironment>();
+    let env = three_flags();
+    let copy = env.clone();
+    assert!(std::ptr::eq(env.flag("mid").unwrap(), copy.flag("mid").unwrap()));
+    let handle =
+        std::thread::spawn(move || copy.evaluate("zeta", &ctx(json!({}))).variant.map(str::to_owned));
+    assert_eq!(handle.join().unwrap().as_deref(), Some("on"));
+    let debug = format!("{env:?}");
+    assert!(debug.contains("alpha") && debug.contains(ENV), "{debug}");
+}
