@@ -7,6 +7,26 @@
 //! path, [`CompiledEnvironment`] compiles one environment for speed, and
 //! [`CompiledEnvironment::evaluate`] / [`CompiledEnvironment::evaluate_all`] answer which
 //! variation a context gets and why.
+//!
+//! ```
+//! use flagstaff_eval::{CompiledEnvironment, Reason, parse_document, validate_document};
+//!
+//! let doc = parse_document(br#"{
+//!   "flagstaff": 1, "project": {"key": "shop"}, "environments": [{"key": "production"}],
+//!   "flags": [{"key": "new-checkout", "type": "boolean",
+//!     "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
+//!     "environments": {"production": {"enabled": true,
+//!       "rules": [{"id": "staff", "clauses": [
+//!         {"attribute": "email", "op": "ends_with", "values": ["@acme.com"]}],
+//!         "serve": {"variation": "on"}}]}}}]
+//! }"#).unwrap();
+//! validate_document(&doc).unwrap();
+//! let env = CompiledEnvironment::compile(&doc, "production");
+//!
+//! let ctx = serde_json::json!({"targetingKey": "u-1", "email": "ann@acme.com"});
+//! let e = env.evaluate("new-checkout", ctx.as_object().unwrap());
+//! assert_eq!((e.variant, e.reason, e.rule_id), (Some("on"), Reason::TargetingMatch, Some("staff")));
+//! ```
 
 pub mod compile;
 pub mod evaluate;

@@ -9,8 +9,8 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::compile::{MAX_PREREQUISITE_DEPTH, compile_regex, parse_instant, parse_semver};
@@ -23,7 +23,7 @@ pub const SLUG_PATTERN: &str = "^[a-z0-9][a-z0-9-]{0,62}$";
 pub const FLAG_KEY_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$";
 
 /// One problem in a document: where it is and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidationError {
     /// Path of the offending field, e.g. `flags[3].environments.production.rules[0].op`;
     /// empty when the problem is the document as a whole (e.g. it is not JSON).
