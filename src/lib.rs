@@ -2,11 +2,13 @@
 //!
 //! `build_app` is the whole HTTP application, so tests drive exactly what `flagstaff serve` runs.
 
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod hub;
 pub mod keys;
+pub mod password;
 pub mod snapshot;
 pub mod state;
 pub mod store;

@@ -1,22 +1,47 @@
-//! Parse the configuration, start tracing, open the store, run. Nothing else.
+//! Parse the configuration, start tracing, open the store, run. Nothing else: each command's
+//! work lives in the library (`flagstaff::cli`), where tests reach it.
+
+use std::io::Write as _;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use flagstaff::config::{Cli, Command, LogFormat, Settings};
+use flagstaff::cli;
+use flagstaff::config::{self, Cli, Command, LogFormat, Settings, TokenCommand, UserCommand};
 use flagstaff::{AppState, build_app};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli.global.log, cli.global.log_format)?;
+    let data_dir = &cli.global.data_dir;
     match cli.command.clone().unwrap_or(Command::Serve) {
-        Command::Serve => serve(cli),
+        Command::Serve => serve(&cli),
+        Command::User {
+            command: UserCommand::Create(args),
+        } => {
+            let user = cli::user_create(data_dir, &args, &mut std::io::stdin().lock())?;
+            tracing::info!(email = %user.email, role = user.role.as_str(), "user created");
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Create(args),
+        } => {
+            let token = cli::token_create(data_dir, &args)?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{token}")
+                .and_then(|_| out.flush())
+                .context("cannot write the token")
+        }
+        Command::Healthcheck => Ok(cli::healthcheck(cli.serve.bind)?),
     }
 }
 
 fn init_tracing(filter: &str, format: LogFormat) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(filter).with_context(|| format!("invalid --log / FLAGSTAFF_LOG value {filter:?}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_new(filter)
+        .with_context(|| format!("invalid --log / FLAGSTAFF_LOG value {filter:?}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -24,11 +49,14 @@ fn init_tracing(filter: &str, format: LogFormat) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings { data_dir: cli.global.data_dir, serve: cli.serve };
+fn serve(cli: &Cli) -> anyhow::Result<()> {
+    let settings = Settings::from_cli(cli)?;
+    let first_admin = settings.serve.first_admin()?;
+    config::prepare_data_dir(&settings.data_dir)?;
     let bind = settings.serve.bind;
     let state = AppState::open(settings.clone())
         .with_context(|| format!("cannot open the database in {}", settings.data_dir.display()))?;
+    cli::first_start(&state, first_admin)?;
     actix_web::rt::System::new().block_on(async move {
         let server = actix_web::HttpServer::new(move || build_app(state.clone()))
             .bind(bind)

@@ -1,8 +1,11 @@
 //! HTTP, one module per audience. Each exposes `configure(cfg: &mut ServiceConfig)`.
 
 pub mod auth;
+pub mod health;
 
 use actix_web::web::ServiceConfig;
 
 /// Registers every audience's routes.
-pub fn configure(_cfg: &mut ServiceConfig) {}
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.configure(health::configure);
+}

@@ -42,9 +42,8 @@ pub struct ActiveKey {
 
 /// Every key that is not revoked.
 pub fn active(conn: &Connection) -> Result<Vec<ActiveKey>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, key_hash, environment_id, kind FROM api_keys WHERE revoked_at IS NULL",
-    )?;
+    let mut stmt = conn
+        .prepare_cached("SELECT id, key_hash, environment_id, kind FROM api_keys WHERE revoked_at IS NULL")?;
     let mut rows = stmt.query([])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
@@ -53,7 +52,12 @@ pub fn active(conn: &Connection) -> Result<Vec<ActiveKey>> {
         let (Ok(hash), Some(kind)) = (<[u8; 32]>::try_from(hash), KeyKind::parse(&kind)) else {
             continue;
         };
-        out.push(ActiveKey { id: row.get(0)?, hash, environment_id: row.get(2)?, kind });
+        out.push(ActiveKey {
+            id: row.get(0)?,
+            hash,
+            environment_id: row.get(2)?,
+            kind,
+        });
     }
     Ok(out)
 }
@@ -103,4 +107,30 @@ pub fn revoke(conn: &Connection, environment_id: i64, id: i64) -> Result<bool> {
         rusqlite::params![id, environment_id, super::now_ms()],
     )?;
     Ok(n == 1)
+}
+
+/// The keys of an environment (revoked ones too), newest first.
+pub fn list(conn: &Connection, environment_id: i64) -> Result<Vec<KeyInfo>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, kind, name, prefix, created_at, last_used_at, revoked_at FROM api_keys
+         WHERE environment_id = ?1 ORDER BY id DESC",
+    )?;
+    let mut rows = stmt.query([environment_id])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let kind: String = row.get(1)?;
+        let Some(kind) = KeyKind::parse(&kind) else {
+            continue;
+        };
+        out.push(KeyInfo {
+            id: row.get(0)?,
+            kind,
+            name: row.get(2)?,
+            prefix: row.get(3)?,
+            created_at: row.get(4)?,
+            last_used_at: row.get(5)?,
+            revoked_at: row.get(6)?,
+        });
+    }
+    Ok(out)
 }

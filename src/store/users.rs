@@ -53,9 +53,16 @@ pub fn insert(conn: &Connection, email: &str, role: Role, password_hash: &str) -
         params![email, password_hash, role.as_str(), now],
     )?;
     if inserted == 0 {
-        return Err(StoreError::conflict(format!("a user with email {email} already exists")));
+        return Err(StoreError::conflict(format!(
+            "a user with email {email} already exists"
+        )));
     }
-    Ok(User { id: conn.last_insert_rowid(), email: email.to_owned(), role, disabled: false })
+    Ok(User {
+        id: conn.last_insert_rowid(),
+        email: email.to_owned(),
+        role,
+        disabled: false,
+    })
 }
 
 /// The user with this email, if any.
@@ -73,4 +80,86 @@ pub fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
         role: Role::parse(&role).unwrap_or(Role::Viewer),
         disabled: r.get(3)?,
     })
+}
+
+/// A user as admins see it in the list (never the password hash).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UserInfo {
+    #[serde(flatten)]
+    pub user: User,
+    /// The password was set by an admin and must be changed at the next sign-in.
+    pub must_change_password: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const INFO_COLUMNS: &str = "id, email, role, disabled, must_change_password, created_at, updated_at";
+
+fn info_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserInfo> {
+    Ok(UserInfo {
+        user: user_from_row(r)?,
+        must_change_password: r.get(4)?,
+        created_at: r.get(5)?,
+        updated_at: r.get(6)?,
+    })
+}
+
+/// Every user, by email.
+pub fn list(conn: &Connection) -> Result<Vec<UserInfo>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {INFO_COLUMNS} FROM users ORDER BY email"))?;
+    let users = stmt
+        .query_map([], info_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(users)
+}
+
+/// The user with this id, if any.
+pub fn info(conn: &Connection, id: i64) -> Result<Option<UserInfo>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {INFO_COLUMNS} FROM users WHERE id = ?1"))?;
+    Ok(stmt.query_row([id], info_from_row).optional()?)
+}
+
+/// How many users exist.
+pub fn count(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
+}
+
+/// How many admins are not disabled.
+pub fn active_admins(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM users WHERE role = 'admin' AND disabled = 0",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Marks the user's password as temporary: it must be changed at the next sign-in.
+pub fn require_password_change(conn: &Connection, id: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE users SET must_change_password = 1, updated_at = ?2 WHERE id = ?1",
+        params![id, now_ms()],
+    )?;
+    Ok(())
+}
+
+/// Changes a user's role and/or disabled flag (`None` keeps it). Returns the user as it is now.
+pub fn update(conn: &Connection, id: i64, role: Option<Role>, disabled: Option<bool>) -> Result<UserInfo> {
+    let n = conn.execute(
+        "UPDATE users SET role = coalesce(?2, role), disabled = coalesce(?3, disabled), updated_at = ?4 WHERE id = ?1",
+        params![id, role.map(Role::as_str), disabled, now_ms()],
+    )?;
+    if n == 0 {
+        return Err(StoreError::not_found(format!("user {id}")));
+    }
+    info(conn, id)?.ok_or_else(|| StoreError::not_found(format!("user {id}")))
+}
+
+/// How the audit log names a user.
+pub fn audit_entity(email: &str) -> super::audit::Entity<'_> {
+    super::audit::Entity {
+        kind: "user",
+        key: Some(email),
+        project: None,
+        environment: None,
+    }
 }

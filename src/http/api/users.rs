@@ -1,0 +1,157 @@
+//! User management (admins only): list, create with a temporary password, change role or
+//! disable. At least one enabled admin always remains.
+
+use actix_web::web::{self, ServiceConfig};
+use actix_web::{HttpResponse, Responder};
+use serde::Deserialize;
+
+use super::{Body, CanManage};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::password;
+use crate::store::audit::{self, Actor};
+use crate::store::users::{self, Role};
+use crate::store::{Changes, StoreError, run_blocking};
+
+/// Registers the user routes (inside `/api/v1`).
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(
+        web::resource("/users")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        web::resource("/users/{id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update)),
+    );
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    email: Option<String>,
+    role: Option<String>,
+    /// A temporary password: the user must change it at the first sign-in.
+    password: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserChange {
+    role: Option<String>,
+    disabled: Option<bool>,
+}
+
+fn parse_role(role: &str) -> Result<Role, ApiError> {
+    Role::parse(role).ok_or_else(|| {
+        ApiError::bad_request(
+            format!("role must be \"admin\", \"editor\" or \"viewer\", not {role:?}"),
+            Some("role"),
+        )
+    })
+}
+
+fn user_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| ApiError::NotFound(format!("user {id}")))
+}
+
+async fn list(state: web::Data<AppState>, _: CanManage) -> Result<impl Responder, ApiError> {
+    let users = state.store.read(users::list).await?;
+    Ok(web::Json(serde_json::json!({ "users": users })))
+}
+
+async fn get(
+    state: web::Data<AppState>,
+    _: CanManage,
+    id: web::Path<String>,
+) -> Result<impl Responder, ApiError> {
+    let id = user_id(&id)?;
+    let user = state.store.read(move |conn| users::info(conn, id)).await?;
+    Ok(web::Json(
+        user.ok_or_else(|| ApiError::NotFound(format!("user {id}")))?,
+    ))
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    CanManage(admin): CanManage,
+    Body(input): Body<NewUser>,
+) -> Result<HttpResponse, ApiError> {
+    let email = input
+        .email
+        .ok_or_else(|| ApiError::bad_request("email is required", Some("email")))?;
+    let email =
+        password::parse_email(&email).map_err(|e| ApiError::bad_request(e.to_string(), Some("email")))?;
+    let role = parse_role(
+        input
+            .role
+            .as_deref()
+            .ok_or_else(|| ApiError::bad_request("role is required", Some("role")))?,
+    )?;
+    let password = input
+        .password
+        .ok_or_else(|| ApiError::bad_request("password (a temporary one) is required", Some("password")))?;
+    password::check_new(&password).map_err(|e| ApiError::bad_request(e.to_string(), Some("password")))?;
+    // Hashing takes tens of milliseconds: do it before taking the write lock.
+    let hash = run_blocking(move || Ok(password::hash(&password))).await?;
+    let actor = Actor::user(admin.user.id, &admin.user.email);
+    let created = state
+        .write(move |tx| {
+            let user = users::insert(tx, &email, role, &hash)?;
+            users::require_password_change(tx, user.id)?;
+            let info = users::info(tx, user.id)?.ok_or_else(|| StoreError::not_found("the new user"))?;
+            let after = serde_json::to_value(&info)?;
+            audit::record(
+                tx,
+                &actor,
+                "create",
+                users::audit_entity(&info.user.email),
+                None,
+                Some(&after),
+            )?;
+            Ok((info, Changes::default()))
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+async fn update(
+    state: web::Data<AppState>,
+    CanManage(admin): CanManage,
+    id: web::Path<String>,
+    Body(input): Body<UserChange>,
+) -> Result<impl Responder, ApiError> {
+    let id = user_id(&id)?;
+    let role = input.role.as_deref().map(parse_role).transpose()?;
+    if role.is_none() && input.disabled.is_none() {
+        return Err(ApiError::bad_request(
+            "nothing to change: give role and/or disabled",
+            None,
+        ));
+    }
+    let disabled = input.disabled;
+    let actor = Actor::user(admin.user.id, &admin.user.email);
+    let updated = state
+        .write(move |tx| {
+            let before = users::info(tx, id)?.ok_or_else(|| StoreError::not_found(format!("user {id}")))?;
+            let after = users::update(tx, id, role, disabled)?;
+            if users::active_admins(tx)? == 0 {
+                // Returning an error rolls the transaction back: nothing changes.
+                return Err(StoreError::conflict(
+                    "this would leave no enabled admin; make another user admin first",
+                ));
+            }
+            audit::record(
+                tx,
+                &actor,
+                "update",
+                users::audit_entity(&after.user.email),
+                Some(&serde_json::to_value(&before)?),
+                Some(&serde_json::to_value(&after)?),
+            )?;
+            Ok((after, Changes::default()))
+        })
+        .await?;
+    Ok(web::Json(updated))
+}
