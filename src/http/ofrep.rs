@@ -1,0 +1,763 @@
+//! The OpenFeature Remote Evaluation Protocol (OFREP, `/shared/reference/ofrep-openapi.yaml`):
+//! any OpenFeature OFREP provider evaluates flags on this server, unchanged.
+//!
+//! * `POST /ofrep/v1/evaluate/flags/{key}`: one flag.
+//! * `POST /ofrep/v1/evaluate/flags`: every flag the key may see, with a strong `ETag` over the
+//!   answer (it depends on the context), `304` on `If-None-Match`, and `eventStreams`
+//!   (OFREP ADR-0008) naming `GET /ofrep/v1/stream`.
+//! * `GET /ofrep/v1/stream`: Server-Sent Events, one `refetchEvaluation` per change of the
+//!   caller's environment, `id:` = the environment's revision, `Last-Event-ID` honoured.
+//!
+//! A server key evaluates every flag; a client key only client-side flags: for it any other
+//! flag does not exist (`FLAG_NOT_FOUND`, and bulk leaves it out). Answers carry values,
+//! variants, reasons and a little metadata — never rules, segments or their members. Contexts
+//! are evaluated in memory and never stored.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::middleware::from_fn;
+use actix_web::web::{self, ServiceConfig};
+use actix_web::{HttpRequest, HttpResponse, Responder, ResponseError};
+use actix_web_lab::sse;
+use async_broadcast::{Receiver, RecvError};
+use flagstaff_eval::{Context, EvalError, Evaluation, Reason, Value};
+use futures_util::StreamExt as _;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::auth::{EvaluationKey, SdkKey};
+use super::cors;
+use crate::AppState;
+use crate::config::FrontendArgs;
+use crate::error::ApiError;
+use crate::events::Count;
+use crate::hub::Change;
+use crate::snapshot::Snapshot;
+use crate::store::api_keys::KeyKind;
+
+/// Path of the change stream, as `eventStreams` names it.
+pub const STREAM_PATH: &str = "/ofrep/v1/stream";
+
+/// Registers `/ofrep/v1`, with CORS for browsers.
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(
+        web::scope("/ofrep/v1")
+            .wrap(from_fn(cors::public))
+            .route("/evaluate/flags", web::post().to(bulk))
+            .route("/evaluate/flags/{key}", web::post().to(single))
+            .route("/stream", web::get().to(stream)),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors on the OFREP wire: `{"key"?, "errorCode"?, "errorDetails"}`.
+
+/// An OFREP error answer. Evaluation errors carry an OpenFeature `errorCode`; authentication
+/// errors (401, 403) carry only `errorDetails`.
+#[derive(Debug, thiserror::Error)]
+#[error("{details}")]
+pub struct OfrepError {
+    status: StatusCode,
+    key: Option<String>,
+    code: Option<&'static str>,
+    details: String,
+}
+
+impl OfrepError {
+    fn new(status: StatusCode, key: Option<&str>, code: &'static str, details: impl Into<String>) -> Self {
+        OfrepError {
+            status,
+            key: key.map(str::to_owned),
+            code: Some(code),
+            details: details.into(),
+        }
+    }
+
+    /// 400 `PARSE_ERROR`: the body is not JSON.
+    pub fn parse(key: Option<&str>, details: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, key, "PARSE_ERROR", details)
+    }
+
+    /// 400 `INVALID_CONTEXT`.
+    pub fn invalid_context(key: Option<&str>, details: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, key, "INVALID_CONTEXT", details)
+    }
+
+    /// 404 `FLAG_NOT_FOUND`.
+    pub fn flag_not_found(key: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            Some(key),
+            "FLAG_NOT_FOUND",
+            format!("flag {key:?} was not found"),
+        )
+    }
+}
+
+impl From<ApiError> for OfrepError {
+    fn from(e: ApiError) -> Self {
+        if let ApiError::Internal(cause) = &e {
+            tracing::error!(error = %cause, "OFREP request failed");
+        }
+        OfrepError {
+            status: e.status_code(),
+            key: None,
+            code: None,
+            details: e.to_string(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    #[serde(rename = "errorCode", skip_serializing_if = "Option::is_none")]
+    code: Option<&'a str>,
+    #[serde(rename = "errorDetails")]
+    details: &'a str,
+}
+
+impl ResponseError for OfrepError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(ErrorBody {
+            key: self.key.as_deref(),
+            code: self.code,
+            details: &self.details,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Contexts: parsed once at the edge, limited in size and depth, never stored.
+
+/// Checks a context against the limits and OFREP's one rule (`targetingKey` is a string).
+/// The message names the problem and the setting that sets the limit.
+pub(crate) fn check_context(context: &Context, limits: &FrontendArgs) -> Result<(), String> {
+    let max = limits.max_context_depth as usize;
+    if let Some(path) = too_deep(context, 1, max) {
+        return Err(format!(
+            "the context nests deeper than {max} levels at {path} (the limit of --max-context-depth)"
+        ));
+    }
+    match context.get("targetingKey") {
+        None | Some(Value::Null | Value::String(_)) => Ok(()),
+        Some(other) => Err(format!(
+            "context.targetingKey must be a string, not {}",
+            json_type(other)
+        )),
+    }
+}
+
+/// The path of the first value deeper than `max` (the object at `depth`), if any.
+fn too_deep(object: &Context, depth: usize, max: usize) -> Option<String> {
+    fn walk(value: &Value, depth: usize, max: usize, path: &mut String) -> bool {
+        let children: Box<dyn Iterator<Item = (String, &Value)>> = match value {
+            Value::Object(map) => Box::new(map.iter().map(|(k, v)| (format!(".{k}"), v))),
+            Value::Array(items) => Box::new(items.iter().enumerate().map(|(i, v)| (format!("[{i}]"), v))),
+            _ => return false,
+        };
+        if depth > max {
+            return true;
+        }
+        for (step, child) in children {
+            let len = path.len();
+            path.push_str(&step);
+            if walk(child, depth + 1, max, path) {
+                return true;
+            }
+            path.truncate(len);
+        }
+        false
+    }
+    let mut path = String::from("context");
+    if depth > max {
+        return Some(path);
+    }
+    for (key, value) in object {
+        let len = path.len();
+        path.push('.');
+        path.push_str(key);
+        if walk(value, depth + 1, max, &mut path) {
+            return Some(path);
+        }
+        path.truncate(len);
+    }
+    None
+}
+
+pub(crate) fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Reads an evaluation request's body (at most `--max-context-bytes`), `{"context": {…}}`,
+/// into its context. `context` may be left out: the Python provider sends `{}` for an empty one.
+async fn read_context(
+    payload: web::Payload,
+    limits: &FrontendArgs,
+    flag: Option<&str>,
+) -> Result<Context, OfrepError> {
+    let limit = limits.max_context_bytes as usize;
+    let body = match payload.to_bytes_limited(limit).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => {
+            return Err(OfrepError::parse(
+                flag,
+                format!("the request body could not be read: {e}"),
+            ));
+        }
+        Err(_) => {
+            return Err(OfrepError::invalid_context(
+                flag,
+                format!("the request body is larger than {limit} bytes (the limit of --max-context-bytes)"),
+            ));
+        }
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Context::new());
+    }
+    let request: Value = serde_json::from_slice(&body)
+        .map_err(|e| OfrepError::parse(flag, format!("the body is not valid JSON: {e}")))?;
+    let Value::Object(mut request) = request else {
+        return Err(OfrepError::invalid_context(
+            flag,
+            format!("the body must be an object {{\"context\": {{…}}}}, not {}", json_type(&request)),
+        ));
+    };
+    let context = match request.remove("context") {
+        None | Some(Value::Null) => Context::new(),
+        Some(Value::Object(map)) => map,
+        Some(other) => {
+            return Err(OfrepError::invalid_context(
+                flag,
+                format!("context must be a JSON object, not {}", json_type(&other)),
+            ));
+        }
+    };
+    check_context(&context, limits).map_err(|details| OfrepError::invalid_context(flag, details))?;
+    Ok(context)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluations on the wire.
+
+/// One flag's answer: a success or an evaluation failure.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Item<'a> {
+    Success {
+        key: &'a str,
+        value: &'a Value,
+        variant: &'a str,
+        reason: &'static str,
+        metadata: FlagMetadata<'a>,
+    },
+    Failure {
+        key: &'a str,
+        #[serde(rename = "errorCode")]
+        code: &'static str,
+        #[serde(rename = "errorDetails")]
+        details: String,
+        metadata: FlagMetadata<'a>,
+    },
+}
+
+/// OFREP flag metadata: primitives only (the providers drop anything else).
+#[derive(Serialize)]
+struct FlagMetadata<'a> {
+    /// The version of the flag's state in this environment.
+    version: u64,
+    /// The rule that served the value, when it has an id.
+    #[serde(rename = "ruleId", skip_serializing_if = "Option::is_none")]
+    rule_id: Option<&'a str>,
+    /// A prerequisite failed (OFREP's reasons are a closed list, so the reason says `DISABLED`).
+    #[serde(rename = "prerequisiteFailed", skip_serializing_if = "std::ops::Not::not")]
+    prerequisite_failed: bool,
+    /// Which prerequisite failed, when the caller may know of that flag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prerequisite: Option<&'a str>,
+}
+
+/// The OFREP reason of an engine reason: the list is closed, so `PREREQUISITE_FAILED` is
+/// `DISABLED` (with metadata saying why).
+fn wire_reason(reason: Reason) -> &'static str {
+    match reason {
+        Reason::PrerequisiteFailed => "DISABLED",
+        other => other.as_str(),
+    }
+}
+
+fn item<'a>(evaluation: &Evaluation<'a>, may_see: impl Fn(&str) -> bool) -> Item<'a> {
+    let metadata = FlagMetadata {
+        version: evaluation.version,
+        rule_id: evaluation.rule_id,
+        prerequisite_failed: evaluation.reason == Reason::PrerequisiteFailed,
+        prerequisite: evaluation.prerequisite.filter(|p| may_see(p)),
+    };
+    match (evaluation.value, evaluation.variant, evaluation.error) {
+        (Some(value), Some(variant), None) => Item::Success {
+            key: evaluation.key,
+            value,
+            variant,
+            reason: wire_reason(evaluation.reason),
+            metadata,
+        },
+        (_, _, error) => {
+            let error = error.unwrap_or(EvalError::FlagNotFound);
+            let details = match error {
+                EvalError::TargetingKeyMissing => format!(
+                    "flag {:?} serves a percentage rollout, which needs the context's targetingKey \
+                     (or the rollout's bucket_by attribute)",
+                    evaluation.key
+                ),
+                EvalError::FlagNotFound => format!("flag {:?} was not found", evaluation.key),
+            };
+            Item::Failure {
+                key: evaluation.key,
+                code: error.code(),
+                details,
+                metadata,
+            }
+        }
+    }
+}
+
+fn snapshot_of(state: &AppState, key: &SdkKey) -> Result<Arc<Snapshot>, OfrepError> {
+    state
+        .snapshots
+        .get(key.environment_id)
+        .ok_or_else(|| ApiError::Unauthorized("the key's environment no longer exists".into()).into())
+}
+
+/// Counts what was served, for the evaluation insights.
+fn record(state: &AppState, environment_id: i64, evaluations: &[Evaluation<'_>]) {
+    let counts = evaluations.iter().filter_map(|e| match (e.variant, e.error) {
+        (Some(variant), None) => Some(Count {
+            flag: e.key,
+            variant,
+            count: 1,
+        }),
+        _ => None,
+    });
+    state
+        .events
+        .record(environment_id, crate::store::now_ms(), counts);
+}
+
+/// `POST /ofrep/v1/evaluate/flags/{key}`.
+async fn single(
+    state: web::Data<AppState>,
+    caller: Result<EvaluationKey, ApiError>,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, OfrepError> {
+    let caller = caller?;
+    let flag_key = path.into_inner();
+    let context = read_context(payload, &state.settings.serve.frontend, Some(&flag_key)).await?;
+    let snapshot = snapshot_of(&state, &caller.key)?;
+    let engine = &snapshot.engine;
+    if !engine.flag(&flag_key).is_some_and(|f| caller.may_evaluate(f)) {
+        return Err(OfrepError::flag_not_found(&flag_key));
+    }
+    let evaluation = engine.evaluate(&flag_key, &context);
+    record(&state, snapshot.environment_id, std::slice::from_ref(&evaluation));
+    let may_see = |k: &str| engine.flag(k).is_some_and(|f| caller.may_evaluate(f));
+    let item = item(&evaluation, may_see);
+    let status = match item {
+        Item::Success { .. } => StatusCode::OK,
+        Item::Failure { .. } => StatusCode::BAD_REQUEST,
+    };
+    Ok(HttpResponse::build(status).json(item))
+}
+
+/// The bulk answer.
+#[derive(Serialize)]
+struct Bulk<'a> {
+    flags: Vec<Item<'a>>,
+    metadata: BulkMetadata<'a>,
+    #[serde(rename = "eventStreams")]
+    event_streams: [EventStream; 1],
+}
+
+#[derive(Serialize)]
+struct BulkMetadata<'a> {
+    project: &'a str,
+    environment: &'a str,
+}
+
+/// OFREP ADR-0008: where to listen for changes. Exactly one of `url` and `endpoint`.
+#[derive(Serialize)]
+struct EventStream {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint: Option<Endpoint>,
+}
+
+#[derive(Serialize)]
+struct Endpoint {
+    /// Relative to the origin the provider was configured with.
+    #[serde(rename = "requestUri")]
+    request_uri: String,
+}
+
+/// The stream's address for this caller: a client key may ride in the URL (it is public); a
+/// server key never does — its caller gets a short-lived signed token instead.
+fn event_stream(caller: &EvaluationKey, limits: &FrontendArgs) -> EventStream {
+    let request_uri = match &caller.client_secret {
+        Some(client_key) => format!("{STREAM_PATH}?key={client_key}"),
+        None => format!(
+            "{STREAM_PATH}?token={}",
+            StreamToken::issue(&caller.key, unix_now())
+        ),
+    };
+    match &limits.public_url {
+        Some(base) => EventStream {
+            kind: "sse",
+            url: Some(format!("{base}{request_uri}")),
+            endpoint: None,
+        },
+        None => EventStream {
+            kind: "sse",
+            url: None,
+            endpoint: Some(Endpoint { request_uri }),
+        },
+    }
+}
+
+/// A strong ETag over an answer's bytes and its environment.
+pub(crate) fn etag(environment_id: i64, body: &[u8]) -> String {
+    let digest = Sha256::new()
+        .chain_update(environment_id.to_le_bytes())
+        .chain_update(body)
+        .finalize();
+    format!("\"{}\"", hex::encode(&digest[..16]))
+}
+
+/// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110 wants for this header).
+pub(crate) fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    let strip = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    let wanted = strip(etag);
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|tag| tag.trim() == "*" || strip(tag) == wanted)
+}
+
+/// `POST /ofrep/v1/evaluate/flags`.
+async fn bulk(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Result<EvaluationKey, ApiError>,
+    payload: web::Payload,
+) -> Result<HttpResponse, OfrepError> {
+    // `flagConfigEtag` / `flagConfigLastModified` (ADR-0008) are accepted and need nothing:
+    // every answer is evaluated on the current snapshot.
+    let caller = caller?;
+    let limits = &state.settings.serve.frontend;
+    let context = read_context(payload, limits, None).await?;
+    let snapshot = snapshot_of(&state, &caller.key)?;
+    let engine = &snapshot.engine;
+    let evaluations = engine.evaluate_all(&context, |f| caller.may_evaluate(f));
+    let may_see = |k: &str| engine.flag(k).is_some_and(|f| caller.may_evaluate(f));
+    let answer = Bulk {
+        flags: evaluations.iter().map(|e| item(e, may_see)).collect(),
+        metadata: BulkMetadata {
+            project: &snapshot.project.key,
+            environment: &snapshot.environment,
+        },
+        event_streams: [event_stream(&caller, limits)],
+    };
+    let body = serde_json::to_vec(&answer).map_err(|e| OfrepError::from(ApiError::Internal(Box::new(e))))?;
+    let etag = etag(snapshot.environment_id, &body);
+    if not_modified(req.headers(), &etag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish());
+    }
+    record(&state, snapshot.environment_id, &evaluations);
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, "private, no-cache"))
+        .body(body))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stream tokens: a server key's caller gets, instead of its key, a token naming the key,
+// signed with a per-process secret. It is valid until the end of the next hour, and the same
+// within an hour, so the bulk answer (and its ETag) stays the same for an hour at a time.
+
+static TOKEN_SECRET: LazyLock<[u8; 32]> = LazyLock::new(|| {
+    use rand::RngCore as _;
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    secret
+});
+
+/// Validity of a stream token: until the end of the hour after the one it was issued in.
+const TOKEN_HOURS: u64 = 2;
+
+struct StreamToken;
+
+impl StreamToken {
+    fn mac(message: &str) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&*TOKEN_SECRET).expect("HMAC takes a key of any length");
+        mac.update(message.as_bytes());
+        mac
+    }
+
+    /// `v1.<environment>.<key id>.<expiry, Unix seconds>.<MAC>`.
+    fn issue(key: &SdkKey, now: u64) -> String {
+        let expires = (now / 3600 + TOKEN_HOURS) * 3600;
+        let message = format!("v1.{}.{}.{expires}", key.environment_id, key.id);
+        let tag = Self::mac(&message).finalize().into_bytes();
+        format!("{message}.{}", hex::encode(&tag[..16]))
+    }
+
+    /// The environment and key a token names, if it is genuine and not expired.
+    fn verify(token: &str, now: u64) -> Option<(i64, i64)> {
+        let (message, tag) = token.rsplit_once('.')?;
+        let tag = hex::decode(tag).ok()?;
+        Self::mac(message)
+            .verify_truncated_left(&tag)
+            .ok()
+            .filter(|_| tag.len() == 16)?;
+        let mut parts = message.split('.');
+        let (Some("v1"), Some(env), Some(key), Some(expires), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return None;
+        };
+        let expires: u64 = expires.parse().ok()?;
+        (now < expires).then_some((env.parse().ok()?, key.parse().ok()?))
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The change stream.
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    key: Option<String>,
+    token: Option<String>,
+}
+
+/// Who may follow an environment's changes: a client key in the URL, a token, or any SDK key
+/// in the headers (for non-browser clients).
+fn stream_caller(
+    state: &AppState,
+    query: &StreamQuery,
+    header_key: Result<EvaluationKey, ApiError>,
+) -> Result<SdkKey, ApiError> {
+    if let Some(secret) = &query.key {
+        return EvaluationKey::client_key_in_url(state, secret).map(|k| k.key);
+    }
+    if let Some(token) = &query.token {
+        let invalid =
+            || ApiError::Unauthorized("the stream token is invalid or expired: evaluate again".into());
+        let (environment_id, id) = StreamToken::verify(token, unix_now()).ok_or_else(invalid)?;
+        if !state.keys.is_active(id) {
+            return Err(invalid());
+        }
+        return Ok(SdkKey {
+            id,
+            environment_id,
+            kind: KeyKind::Server,
+        });
+    }
+    header_key.map(|k| k.key)
+}
+
+fn refetch_event(revision: u64, etag: &str) -> sse::Event {
+    let data = serde_json::json!({"type": "refetchEvaluation", "etag": etag.trim_matches('"')});
+    sse::Data::new(data.to_string()).id(revision.to_string()).into()
+}
+
+/// What one open stream follows.
+struct Follow {
+    changes: Receiver<Arc<Change>>,
+    state: web::Data<AppState>,
+    environment_id: i64,
+    key_id: i64,
+    /// The last revision sent; nothing older or equal is sent again.
+    sent: u64,
+}
+
+impl Follow {
+    /// The next event for this stream, or `None` when it ends (shutdown, key revoked,
+    /// environment gone).
+    async fn next(mut self) -> Option<(Result<sse::Event, std::convert::Infallible>, Follow)> {
+        loop {
+            let (revision, etag) = match self.changes.recv().await {
+                Ok(change) if change.environment_id == self.environment_id => {
+                    (change.revision, change.etag.clone())
+                }
+                Ok(_) => continue,
+                // Fell behind: whatever was missed, the latest revision says it all.
+                Err(RecvError::Overflowed(_)) => {
+                    let snapshot = self.state.snapshots.get(self.environment_id)?;
+                    (snapshot.revision, snapshot.etag.clone())
+                }
+                Err(RecvError::Closed) => return None,
+            };
+            if !self.state.keys.is_active(self.key_id) {
+                return None;
+            }
+            if revision > self.sent {
+                self.sent = revision;
+                return Some((Ok(refetch_event(revision, &etag)), self));
+            }
+        }
+    }
+}
+
+/// `GET /ofrep/v1/stream?key=<client key>` (or `?token=…`, or a key in the headers).
+async fn stream(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<StreamQuery>,
+    header_key: Result<EvaluationKey, ApiError>,
+) -> Result<HttpResponse, OfrepError> {
+    let key = stream_caller(&state, &query, header_key)?;
+    // Subscribe before reading the current revision, so that no change falls in between.
+    let changes = state.hub.subscribe();
+    let snapshot = snapshot_of(&state, &key)?;
+    let last_seen = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    // A new subscriber may have missed a change since its last evaluation, and one resuming
+    // after a gap has missed whatever happened meanwhile: unless it says it has seen exactly
+    // the current revision, tell it to evaluate again now.
+    let first =
+        (last_seen != Some(snapshot.revision)).then(|| Ok(refetch_event(snapshot.revision, &snapshot.etag)));
+    let follow = Follow {
+        changes,
+        state: state.clone(),
+        environment_id: key.environment_id,
+        key_id: key.id,
+        sent: snapshot.revision,
+    };
+    let events = futures_util::stream::iter(first).chain(futures_util::stream::unfold(follow, Follow::next));
+    let keep_alive = Duration::from_secs(state.settings.serve.stream_keepalive_secs);
+    let mut res = sse::Sse::from_stream(events)
+        .with_keep_alive(keep_alive)
+        .with_retry_duration(Duration::from_secs(2))
+        .respond_to(&req);
+    res.headers_mut().insert(
+        header::HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> FrontendArgs {
+        FrontendArgs {
+            max_context_depth: 3,
+            ..FrontendArgs::default()
+        }
+    }
+
+    fn ctx(v: Value) -> Context {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!("tests pass objects"),
+        }
+    }
+
+    #[test]
+    fn depth_is_counted_from_the_context_object() {
+        let ok = ctx(serde_json::json!({"a": {"b": {"c": 1}}, "list": [[1]]}));
+        assert_eq!(check_context(&ok, &limits()), Ok(()));
+        let deep = ctx(serde_json::json!({"a": {"b": {"c": {"d": 1}}}}));
+        let err = check_context(&deep, &limits()).unwrap_err();
+        assert!(
+            err.contains("context.a.b.c") && err.contains("--max-context-depth"),
+            "{err}"
+        );
+        let deep_list = ctx(serde_json::json!({"x": [[[1]]]}));
+        assert!(
+            check_context(&deep_list, &limits())
+                .unwrap_err()
+                .contains("context.x[0][0]")
+        );
+    }
+
+    #[test]
+    fn targeting_key_must_be_a_string() {
+        assert!(check_context(&ctx(serde_json::json!({"targetingKey": "u"})), &limits()).is_ok());
+        assert!(check_context(&ctx(serde_json::json!({"targetingKey": null})), &limits()).is_ok());
+        let err = check_context(&ctx(serde_json::json!({"targetingKey": 7})), &limits()).unwrap_err();
+        assert!(err.contains("targetingKey") && err.contains("a number"), "{err}");
+    }
+
+    #[test]
+    fn stream_tokens_verify_until_they_expire_and_not_when_altered() {
+        let key = SdkKey {
+            id: 7,
+            environment_id: 3,
+            kind: KeyKind::Server,
+        };
+        let now = 1_700_000_000;
+        let token = StreamToken::issue(&key, now);
+        assert_eq!(
+            StreamToken::issue(&key, now + 60),
+            token,
+            "stable within the hour"
+        );
+        assert_eq!(StreamToken::verify(&token, now), Some((3, 7)));
+        assert_eq!(StreamToken::verify(&token, now + 3600), Some((3, 7)));
+        assert_eq!(StreamToken::verify(&token, now + 2 * 3600 + 1), None);
+        let forged = token.replacen("v1.3.7", "v1.4.7", 1);
+        assert_eq!(StreamToken::verify(&forged, now), None);
+        assert!(!token.contains("fs_srv_"));
+    }
+
+    #[test]
+    fn if_none_match_compares_weakly_and_accepts_lists() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"x\", W/\"abc\""),
+        );
+        assert!(not_modified(&headers, "\"abc\""));
+        assert!(!not_modified(&headers, "\"abd\""));
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+        assert!(not_modified(&headers, "\"anything\""));
+    }
+}
