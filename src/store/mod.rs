@@ -20,6 +20,11 @@ use rusqlite_migration::Migrations;
 pub mod admin_tokens;
 pub mod api_keys;
 pub mod audit;
+pub mod environments;
+pub mod flags;
+pub mod import;
+pub mod projects;
+pub mod segments;
 pub mod served;
 pub mod users;
 

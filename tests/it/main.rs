@@ -1,5 +1,11 @@
 //! Integration tests: one binary, modules per area, helpers in one place.
 
+mod api_audit;
+mod api_common;
+mod api_flags;
+mod api_projects;
+mod api_segments;
+mod api_transfer;
 mod cli;
 mod helpers;
 mod keys;
