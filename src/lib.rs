@@ -8,6 +8,8 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod keys;
+pub mod metrics;
+pub mod ops;
 pub mod password;
 pub mod snapshot;
 pub mod state;

@@ -3,8 +3,9 @@
 //!
 //! Every write runs in `BEGIN IMMEDIATE` on the one writer connection, inside `spawn_blocking`.
 //! A write reports which environments it changed ([`Changes`]); the store bumps their revisions
-//! in the same transaction, commits, checkpoints the WAL into the main file (so that a copy of
-//! that one file is a backup), and then — still holding the writer — runs the caller's
+//! in the same transaction, publishes the database as it will be after the commit to
+//! `flagstaff.db` (see [`published`]: so that a plain copy of that one file is a backup), commits,
+//! and then — still holding the writer — runs the caller's
 //! `after_commit` hook, which is where snapshots are rebuilt. Holding the writer across the hook
 //! makes snapshot swaps happen in commit order.
 
@@ -20,6 +21,7 @@ use rusqlite_migration::Migrations;
 pub mod admin_tokens;
 pub mod api_keys;
 pub mod audit;
+pub mod published;
 pub mod environments;
 pub mod flags;
 pub mod import;
@@ -144,8 +146,12 @@ pub struct Store {
 
 struct Inner {
     path: PathBuf,
+    files: published::Files,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    // Declared last so it is released after the connections are closed: the next opener may
+    // then rebuild the live database (see `published`).
+    _presence: published::Presence,
 }
 
 const READER_POOL: usize = 4;
@@ -160,22 +166,40 @@ impl Store {
     }
 
     /// Opens a database file directly.
+    ///
+    /// `path` is the published file; the process works on a live copy in `work/` beside it,
+    /// rebuilt from `path` when no other process has the database open (see [`published`]).
     pub fn open_file(path: &Path) -> Result<Store> {
-        let mut writer = Connection::open(path)?;
+        let files = published::Files::new(path);
+        let (opening, presence) = published::attach(&files)?;
+        let mut writer = Connection::open(&files.live)?;
         configure(&writer)?;
+        // After a crash of the machine the live database is rebuilt from the published file,
+        // which every write flushes to disk: syncing the live one too would buy nothing.
+        writer.pragma_update(None, "synchronous", "OFF")?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
         migrations().to_latest(&mut writer)?;
-        checkpoint(&writer);
+        let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        published::publish(&tx, &files)?;
+        tx.commit()?;
+        drop(opening);
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
+                files,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
+                _presence: presence,
             }),
         })
     }
 
-    /// The database file's path.
+    /// The live database this process works on (in `work/`; scratch, never a backup).
+    pub fn live_path(&self) -> &Path {
+        &self.inner.files.live
+    }
+
+    /// The database file's path (the published `flagstaff.db`).
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
@@ -202,11 +226,17 @@ impl Store {
         A: FnOnce(&Connection, &Changes),
     {
         let mut conn = self.writer();
+        let started = std::time::Instant::now();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (out, changes) = f(&tx)?;
         bump_revisions(&tx, &changes)?;
+        // Still holding the write lock, so publications follow commit order; a failed one rolls
+        // the write back.
+        let publishing = std::time::Instant::now();
+        published::publish(&tx, &self.inner.files)?;
+        crate::metrics::metrics().database_publications.observe(publishing.elapsed());
         tx.commit()?;
-        checkpoint(&conn);
+        crate::metrics::metrics().database_writes.observe(started.elapsed());
         after_commit(&conn, &changes);
         Ok(out)
     }
@@ -227,7 +257,7 @@ impl Store {
             Some(conn) => conn,
             None => {
                 let conn = Connection::open_with_flags(
-                    &self.inner.path,
+                    &self.inner.files.live,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
                 )?;
                 configure(&conn)?;
@@ -243,9 +273,28 @@ impl Store {
     }
 
     /// Exclusive use of the writer connection without a transaction (startup, backup,
-    /// shutdown checkpoint). Blocking.
+    /// shutdown checkpoint). Blocking. Anything `f` changes is published when it returns
+    /// (prefer [`Store::write`], where a failed publication rolls the change back).
     pub fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
-        f(&mut self.writer())
+        let mut conn = self.writer();
+        let before = conn.total_changes();
+        let out = f(&mut conn);
+        if conn.total_changes() != before
+            && let Err(e) = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(StoreError::from)
+                .and_then(|tx| published::publish(&tx, &self.inner.files).map(|()| tx))
+                .and_then(|tx| Ok(tx.commit()?))
+        {
+            tracing::error!(error = %e, "publishing flagstaff.db failed; the next write retries");
+        }
+        out
+    }
+
+    /// Folds the live database's WAL into its main file: at shutdown, so the work directory is
+    /// left tidy. (`flagstaff.db` needs nothing: every write published it.)
+    pub fn checkpoint(&self) {
+        checkpoint(&self.writer());
     }
 
     fn writer(&self) -> MutexGuard<'_, Connection> {
@@ -275,9 +324,9 @@ fn configure(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// Copies the WAL into the main file so the file alone holds every committed change.
+/// Copies the live database's WAL into its main file and empties the WAL.
 pub fn checkpoint(conn: &Connection) {
-    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(())) {
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
         tracing::warn!(error = %e, "WAL checkpoint failed; it will be retried after the next write");
     }
 }

@@ -1,0 +1,315 @@
+//! Prometheus metrics (DESIGN.md §8), written by hand in the text exposition format: a few
+//! counters and histograms over atomics, process-wide, rendered by `GET /metrics`.
+//!
+//! Requests are counted by route *pattern* (`/api/v1/projects/{project}`), never by raw path, so
+//! the number of series stays bounded whatever clients send.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
+use std::time::Duration;
+
+use actix_web::Error;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+
+/// Bucket bounds (seconds) of request durations: from half a millisecond to ten seconds.
+const REQUEST_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// Bucket bounds (seconds) of database writes and snapshot rebuilds.
+const WORK_BUCKETS: &[f64] = &[0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// A histogram with fixed bounds; counts are cumulative only when rendered.
+pub struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
+    /// Sum of observations in nanoseconds.
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one duration.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = self.bounds.iter().position(|&b| secs <= b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_nanos.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many durations were recorded.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let braces = |s: &str| if s.is_empty() { String::new() } else { format!("{{{s}}}") };
+        let _ = writeln!(out, "{name}_sum{} {sum}", braces(labels));
+        let _ = writeln!(out, "{name}_count{} {count}", braces(labels));
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct RequestKey {
+    route: String,
+    method: &'static str,
+    status: u16,
+}
+
+/// Every metric of the process.
+pub struct Metrics {
+    requests: RwLock<HashMap<RequestKey, Arc<AtomicU64>>>,
+    durations: RwLock<HashMap<String, Arc<Histogram>>>,
+    evaluations: RwLock<HashMap<&'static str, Arc<AtomicU64>>>,
+    /// Write transactions, from `BEGIN IMMEDIATE` to the commit (publication included).
+    pub database_writes: Histogram,
+    /// Writing and renaming the published `flagstaff.db` (part of each write).
+    pub database_publications: Histogram,
+    /// Rebuilding the snapshots a write touched (or all of them at start).
+    pub snapshot_rebuilds: Histogram,
+    started: std::time::SystemTime,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    requests: RwLock::default(),
+    durations: RwLock::default(),
+    evaluations: RwLock::default(),
+    database_writes: Histogram::new(WORK_BUCKETS),
+    database_publications: Histogram::new(WORK_BUCKETS),
+    snapshot_rebuilds: Histogram::new(WORK_BUCKETS),
+    started: std::time::SystemTime::now(),
+});
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// Counts `n` flag evaluations. `source` is a fixed word: `server` for evaluations Flagstaff
+/// made (OFREP, browser clients), `sdk` for those SDKs made locally and reported.
+pub fn record_evaluations(source: &'static str, n: u64) {
+    if n > 0 {
+        entry(&METRICS.evaluations, source, || AtomicU64::new(0)).fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+fn entry<K, V>(map: &RwLock<HashMap<K, Arc<V>>>, key: K, new: impl FnOnce() -> V) -> Arc<V>
+where
+    K: std::hash::Hash + Eq,
+{
+    if let Some(v) = map.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return v.clone();
+    }
+    map.write().unwrap_or_else(|p| p.into_inner()).entry(key).or_insert_with(|| Arc::new(new())).clone()
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+impl Metrics {
+    /// Records one answered request.
+    pub fn record_request(&self, route: Option<&str>, method: &Method, status: StatusCode, took: Duration) {
+        // Unmatched paths share one label so that scanners cannot create series.
+        let route = route.unwrap_or("unmatched").to_owned();
+        let key = RequestKey { route: route.clone(), method: method_label(method), status: status.as_u16() };
+        entry(&self.requests, key, || AtomicU64::new(0)).fetch_add(1, Ordering::Relaxed);
+        entry(&self.durations, route, || Histogram::new(REQUEST_BUCKETS)).observe(took);
+    }
+
+    /// Requests answered so far on `route` with `status` (any method).
+    pub fn requests(&self, route: &str, status: u16) -> u64 {
+        let map = self.requests.read().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .filter(|(k, _)| k.route == route && k.status == status)
+            .map(|(_, v)| v.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Evaluations counted so far from `source`.
+    pub fn evaluations(&self, source: &str) -> u64 {
+        let map = self.evaluations.read().unwrap_or_else(|p| p.into_inner());
+        map.get(source).map(|v| v.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// The Prometheus text exposition (format 0.0.4), with the gauges the caller reads at
+    /// scrape time.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        header(&mut out, "flagstaff_build_info", "gauge", "Always 1; the version is a label.");
+        let _ = writeln!(out, "flagstaff_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        let started = self.started.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        header(&mut out, "process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch.");
+        let _ = writeln!(out, "process_start_time_seconds {started}");
+
+        header(&mut out, "flagstaff_http_requests_total", "counter", "HTTP requests answered, by route, method and status.");
+        let requests = self.requests.read().unwrap_or_else(|p| p.into_inner());
+        let mut keys: Vec<_> = requests.iter().collect();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        for (k, v) in keys {
+            let _ = writeln!(
+                out,
+                "flagstaff_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{}\"}} {}",
+                escape(&k.route),
+                k.method,
+                k.status,
+                v.load(Ordering::Relaxed)
+            );
+        }
+        drop(requests);
+
+        header(
+            &mut out,
+            "flagstaff_http_request_duration_seconds",
+            "histogram",
+            "Time to answer a request (to the response head; a stream's life is not counted), by route.",
+        );
+        let durations = self.durations.read().unwrap_or_else(|p| p.into_inner());
+        let mut routes: Vec<_> = durations.iter().collect();
+        routes.sort_by(|a, b| a.0.cmp(b.0));
+        for (route, h) in routes {
+            h.render(&mut out, "flagstaff_http_request_duration_seconds", &format!("route=\"{}\"", escape(route)));
+        }
+        drop(durations);
+
+        header(&mut out, "flagstaff_open_streams", "gauge", "Open change streams (SSE).");
+        let _ = writeln!(out, "flagstaff_open_streams {}", gauges.open_streams);
+
+        header(
+            &mut out,
+            "flagstaff_evaluations_total",
+            "counter",
+            "Flag evaluations: made by the server (source=server) or reported by SDKs (source=sdk).",
+        );
+        let evaluations = self.evaluations.read().unwrap_or_else(|p| p.into_inner());
+        for source in ["server", "sdk"] {
+            let n = evaluations.get(source).map(|v| v.load(Ordering::Relaxed)).unwrap_or(0);
+            let _ = writeln!(out, "flagstaff_evaluations_total{{source=\"{source}\"}} {n}");
+        }
+        drop(evaluations);
+
+        header(&mut out, "flagstaff_snapshot_rebuild_seconds", "histogram", "Time to rebuild the snapshots a change touched.");
+        self.snapshot_rebuilds.render(&mut out, "flagstaff_snapshot_rebuild_seconds", "");
+        header(
+            &mut out,
+            "flagstaff_database_write_seconds",
+            "histogram",
+            "Time of a write transaction, from BEGIN IMMEDIATE to the commit, publication included.",
+        );
+        self.database_writes.render(&mut out, "flagstaff_database_write_seconds", "");
+        header(
+            &mut out,
+            "flagstaff_database_publish_seconds",
+            "histogram",
+            "Time to write, flush and rename the published flagstaff.db (part of each write).",
+        );
+        self.database_publications.render(&mut out, "flagstaff_database_publish_seconds", "");
+
+        header(&mut out, "flagstaff_environments", "gauge", "Environments served (one snapshot each).");
+        let _ = writeln!(out, "flagstaff_environments {}", gauges.environments);
+        header(&mut out, "flagstaff_database_bytes", "gauge", "Size of the published flagstaff.db.");
+        let _ = writeln!(out, "flagstaff_database_bytes {}", gauges.database_bytes);
+        out
+    }
+}
+
+/// Values read at scrape time from the application's state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    pub open_streams: usize,
+    pub environments: usize,
+    pub database_bytes: u64,
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Escapes a label value (backslash, double quote, newline).
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Middleware: counts every request by route pattern, method and status, and times it to the
+/// response head.
+pub async fn track(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = req.match_pattern();
+    let res = next.call(req).await;
+    let status = match &res {
+        Ok(res) => res.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    METRICS.record_request(route.as_deref(), &method, status, started.elapsed());
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histogram_renders_cumulative_buckets_sum_and_count() {
+        let h = Histogram::new(&[0.001, 0.01, 0.1]);
+        h.observe(Duration::from_micros(500));
+        h.observe(Duration::from_millis(5));
+        h.observe(Duration::from_millis(5));
+        h.observe(Duration::from_secs(1));
+        let mut out = String::new();
+        h.render(&mut out, "x_seconds", "route=\"/a\"");
+        let expected = "x_seconds_bucket{route=\"/a\",le=\"0.001\"} 1\n\
+                        x_seconds_bucket{route=\"/a\",le=\"0.01\"} 3\n\
+                        x_seconds_bucket{route=\"/a\",le=\"0.1\"} 3\n\
+                        x_seconds_bucket{route=\"/a\",le=\"+Inf\"} 4\n\
+                        x_seconds_sum{route=\"/a\"} 1.0105\n\
+                        x_seconds_count{route=\"/a\"} 4\n";
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+    }
+}

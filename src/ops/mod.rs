@@ -1,0 +1,4 @@
+//! Operating Flagstaff: backups, the serve loop's shutdown, client addresses behind a proxy,
+//! and request logs.
+
+pub mod backup;
