@@ -1,5 +1,6 @@
 //! HTTP, one module per audience. Each exposes `configure(cfg: &mut ServiceConfig)`.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod health;
@@ -10,4 +11,5 @@ use actix_web::web::ServiceConfig;
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.configure(health::configure);
     cfg.configure(api::configure);
+    cfg.configure(admin::configure);
 }

@@ -25,9 +25,11 @@ pub mod published;
 pub mod environments;
 pub mod flags;
 pub mod import;
+pub mod insights;
 pub mod projects;
 pub mod segments;
 pub mod served;
+pub mod sessions;
 pub mod users;
 
 static MIGRATIONS_DIR: Dir = include_dir!("$CARGO_MANIFEST_DIR/migrations");

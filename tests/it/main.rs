@@ -1,5 +1,6 @@
 //! Integration tests: one binary, modules per area, helpers in one place.
 
+mod admin;
 mod api_audit;
 mod api_common;
 mod api_flags;

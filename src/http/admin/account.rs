@@ -1,0 +1,534 @@
+//! Signing in and out, the first admin's setup link, and the signed-in user's own account
+//! (password change, sessions).
+//!
+//! Failed sign-ins are counted in the database per account and per client address; past
+//! [`ACCOUNT_LIMIT`] or [`CLIENT_LIMIT`] failures within [`WINDOW_MS`], sign-ins answer
+//! `429 Too Many Requests` (with `Retry-After`) without checking the password.
+
+use std::sync::LazyLock;
+
+use actix_web::http::StatusCode;
+use actix_web::web::{self, ServiceConfig};
+use actix_web::{HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::session::{
+    self, AdminSession, Posted, SESSION_COOKIE, SIGN_IN_COOKIE, check_origin, client_address, read_form,
+    safe_next, same_secret,
+};
+use super::view::{self, FieldErrors, Layout};
+use super::{PageError, assets, ok, render, see_other};
+use crate::AppState;
+use crate::keys;
+use crate::password;
+use crate::store::audit::{self, Actor};
+use crate::store::users::{self, Role};
+use crate::store::{Changes, now_ms, sessions};
+
+/// The time window failures are counted in.
+pub const WINDOW_MS: i64 = 15 * 60_000;
+/// Failures of one account within the window after which its sign-ins are refused.
+pub const ACCOUNT_LIMIT: usize = 5;
+/// Failures from one client address within the window after which its sign-ins are refused.
+pub const CLIENT_LIMIT: usize = 20;
+
+/// Verified when the email is unknown, so an unknown email takes as long as a wrong password.
+static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| password::hash("flagstaff dummy password"));
+
+pub fn configure_sign_in(cfg: &mut ServiceConfig) {
+    cfg.route("", web::get().to(sign_in_page))
+        .route("", web::post().to(sign_in));
+}
+
+pub fn configure_sign_out(cfg: &mut ServiceConfig) {
+    cfg.route("", web::post().to(sign_out));
+}
+
+pub fn configure_setup(cfg: &mut ServiceConfig) {
+    cfg.route("", web::get().to(setup_page))
+        .route("", web::post().to(setup));
+}
+
+pub fn configure_account(cfg: &mut ServiceConfig) {
+    cfg.route("", web::get().to(account_page))
+        .route("/password", web::post().to(change_password))
+        .route("/sessions/revoke-others", web::post().to(revoke_other_sessions));
+}
+
+#[derive(Template)]
+#[template(path = "admin/sign_in.html")]
+struct SignInPage<'a> {
+    css: &'static str,
+    csrf: &'a str,
+    email: &'a str,
+    next: &'a str,
+    error: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+fn sign_in_response(
+    state: &AppState,
+    req: &HttpRequest,
+    status: StatusCode,
+    email: &str,
+    next: &str,
+    error: Option<String>,
+) -> Result<HttpResponse, PageError> {
+    let csrf = keys::generate("");
+    let page = SignInPage {
+        css: assets::css_url(),
+        csrf: &csrf,
+        email,
+        next,
+        error,
+    };
+    let mut resp = render(status, &page)?;
+    resp.add_cookie(&session::sign_in_cookie(state, req, csrf.clone()))
+        .map_err(|e| PageError::internal(e.to_string()))?;
+    Ok(resp)
+}
+
+async fn sign_in_page(
+    req: HttpRequest,
+    query: web::Query<NextQuery>,
+    current: Option<AdminSession>,
+) -> Result<HttpResponse, PageError> {
+    let next = safe_next(query.next.as_deref());
+    if current.is_some() {
+        return Ok(see_other(next));
+    }
+    let state = session::state(&req)?;
+    if state.store.read(users::count).await? == 0 {
+        return ok_setup_hint(&state, &req).await;
+    }
+    sign_in_response(&state, &req, StatusCode::OK, "", next, None)
+}
+
+async fn ok_setup_hint(state: &AppState, req: &HttpRequest) -> Result<HttpResponse, PageError> {
+    sign_in_response(
+        state,
+        req,
+        StatusCode::OK,
+        "",
+        "/projects",
+        Some(
+            "There are no users yet. Open the setup link printed in the server's log to create the \
+             first admin, or run `flagstaff user create`."
+                .to_owned(),
+        ),
+    )
+}
+
+/// How long (seconds) until fewer than `limit` of these failure times are within the window.
+fn wait_secs(times: &[i64], limit: usize, now: i64) -> Option<u64> {
+    if times.len() < limit {
+        return None;
+    }
+    let frees_at = times[times.len() - limit] + WINDOW_MS;
+    Some(((frees_at - now).max(1000) as u64).div_ceil(1000))
+}
+
+fn throttled(wait: u64, who: &str) -> PageError {
+    let minutes = wait.div_ceil(60);
+    let unit = if minutes == 1 { "minute" } else { "minutes" };
+    PageError {
+        retry_after: Some(wait),
+        ..PageError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many failed sign-ins {who}. Wait {minutes} {unit}, then try again."),
+        )
+    }
+}
+
+async fn sign_in(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, PageError> {
+    check_origin(&req)?;
+    let state = session::state(&req)?;
+    let form = read_form(&req, &body)?;
+    let email = form.text("email").to_owned();
+    let password = form.get("password").unwrap_or("").to_owned();
+    let next = safe_next(form.get("next")).to_owned();
+    let cookie = req
+        .cookie(SIGN_IN_COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    if cookie.is_empty() || !same_secret(&cookie, form.text("csrf")) {
+        let error = "The sign-in form had expired. Please sign in again.".to_owned();
+        return sign_in_response(&state, &req, StatusCode::FORBIDDEN, &email, &next, Some(error));
+    }
+    if email.is_empty() || password.is_empty() {
+        let error = "Enter your email and your password.".to_owned();
+        return sign_in_response(&state, &req, StatusCode::BAD_REQUEST, &email, &next, Some(error));
+    }
+
+    let client = client_address(&state, &req);
+    let now = now_ms();
+    let (lookup_email, lookup_client) = (email.clone(), client.clone());
+    let (by_account, by_client) = state
+        .store
+        .read(move |conn| sessions::recent_failures(conn, &lookup_email, &lookup_client, now - WINDOW_MS))
+        .await?;
+    if let Some(wait) = wait_secs(&by_account, ACCOUNT_LIMIT, now) {
+        tracing::warn!(%email, %client, "sign-in refused: too many failures for this account");
+        return Err(throttled(wait, "for this account"));
+    }
+    if let Some(wait) = wait_secs(&by_client, CLIENT_LIMIT, now) {
+        tracing::warn!(%client, "sign-in refused: too many failures from this address");
+        return Err(throttled(wait, "from your address"));
+    }
+
+    let lookup = email.clone();
+    let credentials = state
+        .store
+        .read(move |conn| sessions::credentials(conn, &lookup))
+        .await?;
+    let hash = credentials
+        .as_ref()
+        .map(|c| c.password_hash.clone())
+        .unwrap_or_else(|| DUMMY_HASH.clone());
+    let verified = web::block(move || password::verify(&password, &hash))
+        .await
+        .map_err(|e| PageError::internal(e.to_string()))?;
+    let user = credentials.filter(|c| verified && !c.user.disabled);
+
+    let Some(credentials) = user else {
+        let (failed_email, failed_client) = (email.clone(), client.clone());
+        state
+            .write(move |tx| {
+                sessions::record_failure(tx, &failed_email, &failed_client, now_ms() - WINDOW_MS)?;
+                Ok(((), Changes::default()))
+            })
+            .await?;
+        tracing::info!(%email, %client, "sign-in failed");
+        let error = "Wrong email or password.".to_owned();
+        return sign_in_response(&state, &req, StatusCode::UNAUTHORIZED, &email, &next, Some(error));
+    };
+
+    let max_ms = session::max_ms(&state);
+    let (user_id, user_email) = (credentials.user.id, credentials.user.email.clone());
+    let new = state
+        .write(move |tx| {
+            sessions::clear_failures(tx, &user_email)?;
+            Ok((sessions::create(tx, user_id, max_ms)?, Changes::default()))
+        })
+        .await?;
+    tracing::info!(email = %credentials.user.email, "signed in");
+    let location = if credentials.must_change_password {
+        "/account?reason=temporary"
+    } else {
+        next.as_str()
+    };
+    let mut resp = see_other(location);
+    resp.add_cookie(&session::session_cookie(&state, &req, new.token))
+        .map_err(|e| PageError::internal(e.to_string()))?;
+    resp.add_removal_cookie(&session::sign_in_cookie(&state, &req, String::new()))
+        .map_err(|e| PageError::internal(e.to_string()))?;
+    Ok(resp)
+}
+
+async fn sign_out(req: HttpRequest, posted: Posted) -> Result<HttpResponse, PageError> {
+    let state = session::state(&req)?;
+    let id = posted.session.id;
+    state
+        .write(move |tx| Ok((sessions::revoke(tx, id)?, Changes::default())))
+        .await?;
+    let mut resp = see_other("/sign-in");
+    resp.add_cookie(&session::removal_cookie(&state, &req, SESSION_COOKIE))
+        .map_err(|e| PageError::internal(e.to_string()))?;
+    Ok(resp)
+}
+
+#[derive(Template)]
+#[template(path = "admin/setup.html")]
+struct SetupPage<'a> {
+    css: &'static str,
+    token: &'a str,
+    email: &'a str,
+    errors: FieldErrors,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+fn setup_link_invalid() -> PageError {
+    PageError::forbidden(
+        "This setup link is not valid: it was used already, has expired, or was replaced by a newer \
+         one. Restart the server to print a new link in its log.",
+    )
+}
+
+async fn setup_page(req: HttpRequest, query: web::Query<TokenQuery>) -> Result<HttpResponse, PageError> {
+    let state = session::state(&req)?;
+    let token = query.token.clone().unwrap_or_default();
+    let check = token.clone();
+    let (users, valid) = state
+        .store
+        .read(move |conn| Ok((users::count(conn)?, sessions::setup_token_valid(conn, &check)?)))
+        .await?;
+    if users > 0 {
+        return Ok(see_other("/sign-in"));
+    }
+    if !valid {
+        return Err(setup_link_invalid());
+    }
+    ok(&SetupPage {
+        css: assets::css_url(),
+        token: &token,
+        email: "",
+        errors: FieldErrors::default(),
+    })
+}
+
+/// Checks a new password and its confirmation; errors go to `field` / `confirm_field`.
+fn check_new_password(
+    errors: &mut FieldErrors,
+    password: &str,
+    confirm: &str,
+    field: &str,
+    confirm_field: &str,
+) {
+    if let Err(e) = password::check_new(password) {
+        errors.add(field, e.to_string());
+    } else if password != confirm {
+        errors.add(confirm_field, "The two passwords differ.");
+    }
+}
+
+async fn setup(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, PageError> {
+    check_origin(&req)?;
+    let state = session::state(&req)?;
+    let form = read_form(&req, &body)?;
+    let token = form.text("token").to_owned();
+    let email_input = form.text("email").to_owned();
+    let password = form.get("password").unwrap_or("").to_owned();
+    let mut errors = FieldErrors::default();
+    let email = match password::parse_email(&email_input) {
+        Ok(email) => email,
+        Err(e) => {
+            errors.add("email", e.to_string());
+            String::new()
+        }
+    };
+    check_new_password(
+        &mut errors,
+        &password,
+        form.get("confirm").unwrap_or(""),
+        "password",
+        "confirm",
+    );
+    if !errors.is_empty() {
+        let page = SetupPage {
+            css: assets::css_url(),
+            token: &token,
+            email: &email_input,
+            errors,
+        };
+        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    }
+    let hash = web::block(move || password::hash(&password))
+        .await
+        .map_err(|e| PageError::internal(e.to_string()))?;
+    let max_ms = session::max_ms(&state);
+    let created = state
+        .write(move |tx| {
+            if users::count(tx)? > 0 || !sessions::use_setup_token(tx, &token)? {
+                return Ok((None, Changes::default()));
+            }
+            let user = users::insert(tx, &email, Role::Admin, &hash)?;
+            let after = serde_json::json!({"email": user.email, "role": "admin"});
+            let actor = Actor::user(user.id, &user.email);
+            audit::record(
+                tx,
+                &actor,
+                "create",
+                users::audit_entity(&user.email),
+                None,
+                Some(&after),
+            )?;
+            Ok((Some(sessions::create(tx, user.id, max_ms)?), Changes::default()))
+        })
+        .await?;
+    let Some(new) = created else {
+        return Err(setup_link_invalid());
+    };
+    tracing::info!(email = %email_input, "created the first admin with the setup link");
+    let mut resp = see_other("/projects");
+    resp.add_cookie(&session::session_cookie(&state, &req, new.token))
+        .map_err(|e| PageError::internal(e.to_string()))?;
+    Ok(resp)
+}
+
+#[derive(Template)]
+#[template(path = "admin/account.html")]
+struct AccountPage {
+    layout: Layout,
+    temporary: bool,
+    errors: FieldErrors,
+    sessions: Vec<SessionRow>,
+}
+
+struct SessionRow {
+    current: bool,
+    started: String,
+    last_seen: String,
+    expires: String,
+}
+
+#[derive(serde::Deserialize)]
+struct AccountQuery {
+    reason: Option<String>,
+    notice: Option<String>,
+}
+
+async fn account_view(
+    state: &AppState,
+    session: &AdminSession,
+    notice: Option<&str>,
+    errors: FieldErrors,
+) -> Result<AccountPage, PageError> {
+    let user_id = session.user.id;
+    let idle_ms = session::idle_ms(state);
+    let (projects, list) = state
+        .store
+        .read(move |conn| Ok((view::projects_nav(conn)?, sessions::list(conn, user_id, idle_ms)?)))
+        .await?;
+    let now = now_ms();
+    let sessions = list
+        .into_iter()
+        .map(|s| SessionRow {
+            current: s.id == session.id,
+            started: view::when(s.created_at),
+            last_seen: view::ago(s.last_seen_at, now),
+            expires: view::when(s.expires_at),
+        })
+        .collect();
+    Ok(AccountPage {
+        layout: Layout::new(session, "Your account", "account")
+            .with_projects(projects)
+            .notice(notice),
+        temporary: session.must_change_password,
+        errors,
+        sessions,
+    })
+}
+
+async fn account_page(
+    req: HttpRequest,
+    session: AdminSession,
+    query: web::Query<AccountQuery>,
+) -> Result<HttpResponse, PageError> {
+    let state = session::state(&req)?;
+    let mut page = account_view(&state, &session, query.notice.as_deref(), FieldErrors::default()).await?;
+    page.temporary |= query.reason.as_deref() == Some("temporary") && session.must_change_password;
+    ok(&page)
+}
+
+async fn change_password(req: HttpRequest, posted: Posted) -> Result<HttpResponse, PageError> {
+    let state = session::state(&req)?;
+    let Posted { session, form, .. } = posted;
+    let current = form.get("current").unwrap_or("").to_owned();
+    let new_password = form.get("password").unwrap_or("").to_owned();
+    let mut errors = FieldErrors::default();
+    check_new_password(
+        &mut errors,
+        &new_password,
+        form.get("confirm").unwrap_or(""),
+        "password",
+        "confirm",
+    );
+    if current == new_password && errors.is_empty() {
+        errors.add("password", "Choose a password different from the current one.");
+    }
+
+    let now = now_ms();
+    let (email, client) = (session.user.email.clone(), client_address(&state, &req));
+    let (lookup_email, lookup_client) = (email.clone(), client.clone());
+    let (by_account, _) = state
+        .store
+        .read(move |conn| sessions::recent_failures(conn, &lookup_email, &lookup_client, now - WINDOW_MS))
+        .await?;
+    if let Some(wait) = wait_secs(&by_account, ACCOUNT_LIMIT, now) {
+        return Err(throttled(wait, "for this account"));
+    }
+    let user_id = session.user.id;
+    let hash = state
+        .store
+        .read(move |conn| sessions::password_hash(conn, user_id))
+        .await?
+        .unwrap_or_default();
+    let verified = web::block(move || password::verify(&current, &hash))
+        .await
+        .map_err(|e| PageError::internal(e.to_string()))?;
+    if !verified {
+        state
+            .write(move |tx| {
+                sessions::record_failure(tx, &email, &client, now_ms() - WINDOW_MS)?;
+                Ok(((), Changes::default()))
+            })
+            .await?;
+        errors.0.insert(
+            0,
+            (
+                "current".to_owned(),
+                "This is not your current password.".to_owned(),
+            ),
+        );
+    }
+    if !errors.is_empty() {
+        let mut page = account_view(&state, &session, None, errors).await?;
+        page.temporary = session.must_change_password;
+        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    }
+    let hash = web::block(move || password::hash(&new_password))
+        .await
+        .map_err(|e| PageError::internal(e.to_string()))?;
+    let (session_id, actor, user_email) = (session.id, session.actor(), session.user.email.clone());
+    state
+        .write(move |tx| {
+            sessions::set_password(tx, user_id, &hash)?;
+            sessions::revoke_all(tx, user_id, Some(session_id))?;
+            audit::record(
+                tx,
+                &actor,
+                "change_password",
+                users::audit_entity(&user_email),
+                None,
+                None,
+            )?;
+            Ok(((), Changes::default()))
+        })
+        .await?;
+    Ok(see_other("/account?notice=password"))
+}
+
+async fn revoke_other_sessions(req: HttpRequest, posted: Posted) -> Result<HttpResponse, PageError> {
+    let state = session::state(&req)?;
+    let (user_id, keep) = (posted.session.user.id, posted.session.id);
+    state
+        .write(move |tx| Ok((sessions::revoke_all(tx, user_id, Some(keep))?, Changes::default())))
+        .await?;
+    Ok(see_other("/account?notice=signed-out-others"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_lasts_until_the_limit_is_no_longer_reached() {
+        let now = 100 * 60_000;
+        let times: Vec<i64> = (0..5).map(|i| now - 10 * 60_000 + i * 60_000).collect();
+        assert_eq!(wait_secs(&times[..4], 5, now), None);
+        // The oldest of the five leaves the 15-minute window 5 minutes from now.
+        assert_eq!(wait_secs(&times, 5, now), Some(300));
+        let six: Vec<i64> = std::iter::once(now - 14 * 60_000)
+            .chain(times.iter().copied())
+            .collect();
+        assert_eq!(wait_secs(&six, 5, now), Some(300));
+    }
+}

@@ -1,0 +1,389 @@
+//! Who is signed in to the admin pages, and the checks every state-changing request passes.
+//!
+//! A session is a random token in an `HttpOnly`, `SameSite=Lax` cookie (`Secure` over HTTPS or
+//! when configured); the database keeps only its SHA-256, so a copy of the database cannot be
+//! used to sign in. Sessions end after an idle time and at an absolute time, on sign-out, on a
+//! password change (the others), and when the user is disabled.
+//!
+//! [`AdminSession`] is the extractor of pages; it refuses a state-changing method unless the
+//! request carries the session's CSRF token in `X-CSRF-Token`. [`Posted`] is the extractor of
+//! every form post: it checks `Origin`, reads the form and checks its `csrf` field (or the
+//! header). Handlers never read cookies or headers themselves.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
+use actix_web::http::{Method, StatusCode, header};
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+
+use super::PageError;
+use super::form::Form;
+use crate::AppState;
+use crate::config::SecureCookies;
+use crate::store::audit::Actor;
+use crate::store::sessions;
+use crate::store::users::{Role, User};
+use crate::store::{Changes, now_ms};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "flagstaff_session";
+/// The sign-in form's double-submit cookie (there is no session yet to hold a CSRF token).
+pub const SIGN_IN_COOKIE: &str = "flagstaff_sign_in";
+/// Header carrying the CSRF token on calls from our scripts.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// How often a session's last use is written (it decides the idle expiry).
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+/// A signed-in person.
+#[derive(Debug, Clone)]
+pub struct AdminSession {
+    pub id: i64,
+    pub user: User,
+    /// The token every form of this session carries.
+    pub csrf: String,
+    pub must_change_password: bool,
+}
+
+impl AdminSession {
+    /// Whether the user's role is at least `role`.
+    pub fn can(&self, role: Role) -> bool {
+        self.user.role >= role
+    }
+
+    /// 403 unless the user's role is at least `role`.
+    pub fn require(&self, role: Role) -> Result<(), PageError> {
+        if self.can(role) {
+            Ok(())
+        } else {
+            Err(PageError::forbidden(format!(
+                "This needs the {} role; {} is {}.",
+                role.as_str(),
+                self.user.email,
+                self.user.role.as_str()
+            )))
+        }
+    }
+
+    /// What the audit log records as the actor.
+    pub fn actor(&self) -> Actor {
+        Actor::user(self.user.id, &self.user.email)
+    }
+}
+
+/// A form post: the session (CSRF token and `Origin` checked) and the form's fields.
+#[derive(Debug)]
+pub struct Posted {
+    pub session: AdminSession,
+    pub form: Form,
+    /// The call came from our scripts and wants JSON back.
+    pub json: bool,
+}
+
+impl Posted {
+    /// [`AdminSession::require`] with the error in the caller's format.
+    pub fn require(&self, role: Role) -> Result<(), PageError> {
+        self.session.require(role).map_err(|e| e.json(self.json))
+    }
+}
+
+pub(crate) fn state(req: &HttpRequest) -> Result<web::Data<AppState>, PageError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| PageError::internal("application state missing"))
+}
+
+/// Whether the request is a call from our scripts that wants JSON.
+pub fn wants_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Where to come back after signing in: the request's own path and query.
+fn sign_in_location(req: &HttpRequest) -> String {
+    let here = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    if here == "/" || !is_safe(req.method()) {
+        return "/sign-in".to_owned();
+    }
+    let query = serde_urlencoded::to_string([("next", here)]).unwrap_or_default();
+    format!("/sign-in?{query}")
+}
+
+/// A `next` parameter that stays on this site (a path, not `//host` or `/\host`).
+pub fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.contains(['\r', '\n']) =>
+        {
+            n
+        }
+        _ => "/projects",
+    }
+}
+
+async fn load(req: &HttpRequest) -> Result<AdminSession, PageError> {
+    let json = wants_json(req);
+    let unauthenticated = || {
+        if json || !is_safe(req.method()) && req.headers().contains_key(CSRF_HEADER) {
+            PageError::new(
+                StatusCode::UNAUTHORIZED,
+                "You are signed out. Sign in again, then retry.",
+            )
+            .json(true)
+        } else {
+            PageError {
+                location: Some(sign_in_location(req)),
+                ..PageError::new(StatusCode::SEE_OTHER, "sign in")
+            }
+        }
+    };
+    let state = state(req)?;
+    let Some(token) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()) else {
+        return Err(unauthenticated());
+    };
+    let idle_ms = idle_ms(&state);
+    let found = state
+        .store
+        .read(move |conn| sessions::authenticate(conn, &token, idle_ms))
+        .await?;
+    let Some(found) = found else {
+        return Err(unauthenticated());
+    };
+    if now_ms() - found.last_seen_at > TOUCH_EVERY_MS {
+        let id = found.id;
+        state
+            .write(move |tx| Ok((sessions::touch(tx, id)?, Changes::default())))
+            .await?;
+    }
+    let path = req.path();
+    if found.must_change_password && !(path.starts_with("/account") || path.starts_with("/sign-out")) {
+        return Err(PageError {
+            location: Some("/account?reason=temporary".to_owned()),
+            ..PageError::new(StatusCode::SEE_OTHER, "change your password")
+        }
+        .json(json));
+    }
+    Ok(AdminSession {
+        id: found.id,
+        user: found.user,
+        csrf: found.csrf_token,
+        must_change_password: found.must_change_password,
+    })
+}
+
+impl FromRequest for AdminSession {
+    type Error = PageError;
+    type Future = Pin<Box<dyn Future<Output = Result<AdminSession, PageError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            if !is_safe(req.method()) {
+                check_origin(&req)?;
+            }
+            let session = load(&req).await?;
+            if !is_safe(req.method()) {
+                let sent = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+                if !sent.is_some_and(|sent| same_secret(sent, &session.csrf)) {
+                    return Err(csrf_refused().json(wants_json(&req)));
+                }
+            }
+            Ok(session)
+        })
+    }
+}
+
+impl FromRequest for Posted {
+    type Error = PageError;
+    type Future = Pin<Box<dyn Future<Output = Result<Posted, PageError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let body = web::Bytes::from_request(&req, payload);
+        Box::pin(async move {
+            let json = wants_json(&req);
+            check_origin(&req).map_err(|e| e.json(json))?;
+            let session = load(&req).await?;
+            let body = body
+                .await
+                .map_err(|e| PageError::bad_request(format!("the form could not be read: {e}")).json(json))?;
+            let form = read_form(&req, &body).map_err(|e| e.json(json))?;
+            let sent = req
+                .headers()
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| form.get("csrf"));
+            if !sent.is_some_and(|sent| same_secret(sent, &session.csrf)) {
+                return Err(csrf_refused().json(json));
+            }
+            Ok(Posted { session, form, json })
+        })
+    }
+}
+
+/// Reads a form body; only `application/x-www-form-urlencoded` (what forms and our scripts send).
+pub(crate) fn read_form(req: &HttpRequest, body: &[u8]) -> Result<Form, PageError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !body.is_empty() && !content_type.starts_with("application/x-www-form-urlencoded") {
+        return Err(PageError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Forms are sent as application/x-www-form-urlencoded.",
+        ));
+    }
+    Form::parse(body).map_err(PageError::bad_request)
+}
+
+pub(crate) fn csrf_refused() -> PageError {
+    PageError::forbidden(
+        "This form is out of date or was sent from another site (its CSRF token does not match). \
+         Reload the page and try again.",
+    )
+}
+
+/// Refuses a state-changing request from another site: its `Origin` (or, without one, its
+/// `Referer`) must name this host, and `Sec-Fetch-Site` must not say `cross-site`.
+pub fn check_origin(req: &HttpRequest) -> Result<(), PageError> {
+    let refused =
+        || PageError::forbidden("This request came from another site and was refused (Origin check).");
+    let headers = req.headers();
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Err(refused());
+    }
+    let host = req.connection_info().host().to_ascii_lowercase();
+    let origin = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER));
+    match origin {
+        None => Ok(()),
+        Some(value) => {
+            let value = value.to_str().map_err(|_| refused())?;
+            let authority = value
+                .split_once("://")
+                .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+                .unwrap_or("");
+            if !authority.is_empty() && authority.eq_ignore_ascii_case(&host) {
+                Ok(())
+            } else {
+                Err(refused())
+            }
+        }
+    }
+}
+
+/// Compares two secrets in time independent of where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub(crate) fn idle_ms(state: &AppState) -> i64 {
+    (state.settings.serve.admin.session_idle_minutes as i64).saturating_mul(60_000)
+}
+
+pub(crate) fn max_ms(state: &AppState) -> i64 {
+    (state.settings.serve.admin.session_max_hours as i64).saturating_mul(3_600_000)
+}
+
+/// Whether cookies set on this request get `Secure`.
+pub fn secure_cookies(state: &AppState, req: &HttpRequest) -> bool {
+    match state.settings.serve.admin.secure_cookies {
+        SecureCookies::Always => true,
+        SecureCookies::Never => false,
+        SecureCookies::Auto => req.connection_info().scheme() == "https",
+    }
+}
+
+/// The session cookie for a new session.
+pub fn session_cookie(state: &AppState, req: &HttpRequest, token: String) -> Cookie<'static> {
+    Cookie::build(SESSION_COOKIE, token)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure_cookies(state, req))
+        .max_age(CookieDuration::milliseconds(max_ms(state)))
+        .finish()
+}
+
+/// A cookie that removes `name`.
+pub fn removal_cookie(state: &AppState, req: &HttpRequest, name: &'static str) -> Cookie<'static> {
+    let mut cookie = Cookie::build(name, "")
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure_cookies(state, req))
+        .finish();
+    cookie.make_removal();
+    cookie
+}
+
+/// The sign-in form's double-submit cookie.
+pub fn sign_in_cookie(state: &AppState, req: &HttpRequest, token: String) -> Cookie<'static> {
+    Cookie::build(SIGN_IN_COOKIE, token)
+        .path("/sign-in")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure_cookies(state, req))
+        .finish()
+}
+
+/// The client address sign-in throttling counts failures by.
+pub fn client_address(state: &AppState, req: &HttpRequest) -> String {
+    if state.settings.serve.admin.trust_forwarded_for
+        && let Some(addr) = req.connection_info().realip_remote_addr()
+    {
+        // `realip_remote_addr` may carry a port; an IPv6 address is in brackets then.
+        let addr = addr.trim();
+        if let Ok(sock) = addr.parse::<std::net::SocketAddr>() {
+            return sock.ip().to_string();
+        }
+        return addr.to_owned();
+    }
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(
+            safe_next(Some("/projects/shop/flags?q=a")),
+            "/projects/shop/flags?q=a"
+        );
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "",
+            "/x\r\nSet-Cookie: a=b",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/projects", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/projects");
+    }
+
+    #[test]
+    fn secrets_compare_exactly() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "ab"));
+    }
+}
