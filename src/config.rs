@@ -81,6 +81,11 @@ pub struct ServeArgs {
     /// The admin pages: sessions and cookies.
     #[command(flatten)]
     pub admin: AdminArgs,
+    /// Reverse proxies (IP addresses or CIDR ranges, comma-separated, e.g. `127.0.0.1,10.0.0.0/8`)
+    /// whose `X-Forwarded-For` is believed for the client's address (logs). Empty (the default):
+    /// the header is ignored.
+    #[arg(long, env = "FLAGSTAFF_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
+    pub trusted_proxies: Vec<crate::ops::proxy::IpRange>,
 }
 
 /// Options of the admin pages' sign-in (sessions, cookies, throttling).
@@ -227,6 +232,7 @@ impl ServeArgs {
             bundle_max_age: 0,
             frontend: FrontendArgs::default(),
             admin: AdminArgs::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 
@@ -275,6 +281,9 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Write a consistent copy of the database to FILE (`-`: standard output) while the server
+    /// runs or not. Restore: stop the server, put the copy in place of flagstaff.db, start.
+    Backup(BackupArgs),
     /// Exit 0 when the server at --bind answers /healthz with 200 (for Docker's HEALTHCHECK).
     Healthcheck,
 }
@@ -327,6 +336,12 @@ pub struct ExportArgs {
     /// Write to this file instead of standard output.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BackupArgs {
+    /// Where to write the copy (replaced atomically if it exists); `-` for standard output.
+    pub file: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -64,6 +64,11 @@ impl Hub {
         self.sender.close();
     }
 
+    /// Whether [`Hub::close`] was called: the server is shutting down.
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
     /// Number of open receivers (open streams).
     pub fn receivers(&self) -> usize {
         self.sender.receiver_count()

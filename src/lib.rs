@@ -11,6 +11,7 @@ pub mod keys;
 pub mod metrics;
 pub mod ops;
 pub mod password;
+pub mod server;
 pub mod snapshot;
 pub mod state;
 pub mod store;
@@ -35,6 +36,8 @@ pub fn build_app(
 > {
     App::new()
         .app_data(web::Data::new(state))
-        .wrap(tracing_actix_web::TracingLogger::default())
+        .wrap(actix_web::middleware::from_fn(metrics::track))
+        .wrap(actix_web::middleware::from_fn(ops::request_log::request_id_header))
+        .wrap(tracing_actix_web::TracingLogger::<ops::request_log::RequestSpan>::new())
         .configure(http::configure)
 }

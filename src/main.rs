@@ -6,8 +6,7 @@ use std::io::Write as _;
 use anyhow::Context as _;
 use clap::Parser as _;
 use flagstaff::cli;
-use flagstaff::config::{self, Cli, Command, LogFormat, Settings, TokenCommand, UserCommand};
-use flagstaff::{AppState, build_app};
+use flagstaff::config::{Cli, Command, LogFormat, Settings, TokenCommand, UserCommand};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +31,7 @@ fn main() -> anyhow::Result<()> {
                 .and_then(|_| out.flush())
                 .context("cannot write the token")
         }
+        Command::Backup(args) => Ok(flagstaff::ops::backup::command(data_dir, &args.file)?),
         Command::Healthcheck => Ok(cli::healthcheck(cli.serve.bind)?),
     }
 }
@@ -50,20 +50,5 @@ fn init_tracing(filter: &str, format: LogFormat) -> anyhow::Result<()> {
 }
 
 fn serve(cli: &Cli) -> anyhow::Result<()> {
-    let settings = Settings::from_cli(cli)?;
-    let first_admin = settings.serve.first_admin()?;
-    config::prepare_data_dir(&settings.data_dir)?;
-    let bind = settings.serve.bind;
-    let state = AppState::open(settings.clone())
-        .with_context(|| format!("cannot open the database in {}", settings.data_dir.display()))?;
-    cli::first_start(&state, first_admin)?;
-    actix_web::rt::System::new().block_on(async move {
-        let server = actix_web::HttpServer::new(move || build_app(state.clone()))
-            .bind(bind)
-            .with_context(|| format!("cannot listen on {bind} (--bind / FLAGSTAFF_BIND)"))?;
-        for addr in server.addrs() {
-            tracing::info!(%addr, data_dir = %settings.data_dir.display(), "Flagstaff is listening on http://{addr}");
-        }
-        server.run().await.context("server failed")
-    })
+    flagstaff::server::run(Settings::from_cli(cli)?)
 }

@@ -74,6 +74,20 @@ pub fn backup_into(published: &Path, out: &mut impl Write) -> Result<u64, StoreE
     Ok(bytes)
 }
 
+/// `flagstaff backup FILE`: a checked copy of the data dir's database in FILE, or on standard
+/// output for `-` (e.g. `docker exec flagstaff flagstaff backup - > flagstaff-backup.db`).
+pub fn command(data_dir: &Path, file: &Path) -> Result<(), StoreError> {
+    let published = crate::store::database_path(data_dir);
+    if file == Path::new("-") {
+        let bytes = backup_into(&published, &mut std::io::stdout().lock())?;
+        tracing::info!(bytes, from = %published.display(), "backup written to standard output");
+    } else {
+        let backup = backup_file(&published, file)?;
+        tracing::info!(bytes = backup.bytes, file = %backup.path.display(), "backup written and checked");
+    }
+    Ok(())
+}
+
 fn open_published(published: &Path) -> Result<File, StoreError> {
     // One open, one inode: a publication that lands meanwhile renames a new file over the name
     // and leaves this one as it is.

@@ -2,3 +2,5 @@
 //! and request logs.
 
 pub mod backup;
+pub mod proxy;
+pub mod request_log;
