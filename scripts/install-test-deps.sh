@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use (browser tests, HTTP load, reverse proxy).
 APT_PACKAGES=()
+# The README's API session runs as written, with curl (tests/it/readme.rs).
+APT_PACKAGES+=(curl)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -11,11 +11,12 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::AppState;
-use crate::config::{ConfigError, FirstAdmin, TokenCreateArgs, UserCreateArgs};
+use crate::config::{ConfigError, ExportArgs, FirstAdmin, ImportArgs, TokenCreateArgs, UserCreateArgs};
 use crate::password::{self, CredentialError};
 use crate::store::audit::{self, Actor, Entity};
+use crate::store::import::{self, ImportReport};
 use crate::store::users::{self, Role, User};
-use crate::store::{self, Changes, Store, StoreError, admin_tokens};
+use crate::store::{self, Changes, Store, StoreError, admin_tokens, projects};
 
 /// Why a command failed; the message is meant for the person at the terminal.
 #[derive(Debug, thiserror::Error)]
@@ -272,5 +273,48 @@ pub fn write_output(output: Option<&PathBuf>, bytes: &[u8]) -> Result<(), CliErr
                 .and_then(|_| std::fs::rename(&tmp, path))
                 .map_err(|e| CliError::Io(format!("cannot write {}: {e}", path.display())))
         }
+    }
+}
+
+/// `flagstaff export`: writes the project's document to the output (or standard output).
+pub fn export(data_dir: &Path, args: &ExportArgs) -> Result<(), CliError> {
+    let store = open_store(data_dir, false)?;
+    let key = args.project.clone();
+    let doc = store.read_blocking(move |conn| projects::export(conn, &projects::head(conn, &key)?))?;
+    let bytes = projects::export_bytes(&doc)?;
+    write_output(args.output.as_ref(), &bytes)
+}
+
+/// `flagstaff import`: creates or updates a project from a document, all or nothing, with the
+/// full rights of whoever can write the data dir. A running server does not see the change
+/// until it restarts (it is another process; its snapshots are built from the store at start
+/// and after its own writes).
+pub fn import(data_dir: &Path, args: &ImportArgs) -> Result<ImportReport, CliError> {
+    let bytes = read_input(&args.file)?;
+    let doc = flagstaff_eval::parse_document(&bytes).map_err(|e| {
+        let at = if e.path.is_empty() {
+            String::new()
+        } else {
+            format!(" at {}", e.path)
+        };
+        CliError::Input(format!(
+            "{} is not a Flagstaff document{at}: {}",
+            args.file.display(),
+            e.message
+        ))
+    })?;
+    let store = open_store(data_dir, true)?;
+    match store.write_blocking(move |tx| import::import(tx, &Actor::cli(), &doc, true), |_, _| {}) {
+        Ok(report) => Ok(report),
+        Err(StoreError::Invalid(errors)) => {
+            let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+            Err(CliError::Input(format!(
+                "{} was not imported (nothing changed): {} problem(s)\n{}",
+                args.file.display(),
+                errors.len(),
+                list.join("\n")
+            )))
+        }
+        Err(e) => Err(e.into()),
     }
 }

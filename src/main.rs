@@ -31,6 +31,13 @@ fn main() -> anyhow::Result<()> {
                 .and_then(|_| out.flush())
                 .context("cannot write the token")
         }
+        Command::Export(args) => Ok(cli::export(data_dir, &args)?),
+        Command::Import(args) => {
+            let report = cli::import(data_dir, &args)?;
+            let changed = report.changed.len();
+            tracing::info!(project = %report.project, created = report.created, changed, "imported");
+            Ok(())
+        }
         Command::Backup(args) => Ok(flagstaff::ops::backup::command(data_dir, &args.file)?),
         Command::Healthcheck => Ok(cli::healthcheck(cli.serve.bind)?),
     }

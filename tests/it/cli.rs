@@ -17,7 +17,7 @@ use crate::helpers::TestApp;
 const BIN: &str = env!("CARGO_BIN_EXE_flagstaff");
 
 /// `flagstaff` with a clean environment (no FLAGSTAFF_* from the machine running the tests).
-fn flagstaff(data_dir: &Path) -> Command {
+pub(crate) fn flagstaff(data_dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("FLAGSTAFF_") {
@@ -260,15 +260,15 @@ fn invalid_settings_stop_the_start_naming_them() {
 }
 
 /// A `flagstaff serve` child on 127.0.0.1 with an OS-chosen port and JSON logs.
-struct Served {
+pub(crate) struct Served {
     child: Child,
     lines: mpsc::Receiver<Value>,
     seen: Vec<Value>,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl Served {
-    fn start(mut cmd: Command) -> Served {
+    pub(crate) fn start(mut cmd: Command) -> Served {
         let mut child = cmd
             .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
             .stdout(Stdio::null())
@@ -313,7 +313,7 @@ impl Served {
         }
     }
 
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.child.kill().expect("kill the server this test started");
         self.child.wait().expect("reap it");
     }
@@ -400,4 +400,167 @@ fn the_first_admin_comes_from_a_password_file() {
         .read_blocking(|c| Ok(c.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?))
         .unwrap();
     assert_eq!(n, 1);
+}
+
+const DOCUMENT: &str = r#"{
+  "flagstaff": 1,
+  "project": {"key": "shop", "name": "Shop"},
+  "environments": [{"key": "staging", "name": "Staging"}, {"key": "production", "name": "Production"}],
+  "segments": [{"key": "beta", "name": "Beta", "included": ["u-1"]}],
+  "flags": [{
+    "key": "new-checkout", "name": "New checkout", "type": "boolean",
+    "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
+    "environments": {"production": {"enabled": true, "rules": [
+      {"id": "beta", "clauses": [{"op": "in_segment", "values": ["beta"]}], "serve": {"variation": "on"}}
+    ]}}
+  }]
+}"#;
+
+#[actix_web::test]
+async fn import_then_export_round_trips_and_matches_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("shop.json");
+    std::fs::write(&file, DOCUMENT).unwrap();
+
+    let imported = flagstaff(&data).args(["import"]).arg(&file).output().unwrap();
+    assert!(imported.status.success(), "{}", stderr(&imported));
+
+    let exported = flagstaff(&data)
+        .args(["export", "--project", "shop"])
+        .output()
+        .unwrap();
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let out_file = dir.path().join("out.json");
+    let to_file = flagstaff(&data)
+        .args(["export", "--project", "shop", "--output"])
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert!(
+        to_file.status.success() && to_file.stdout.is_empty(),
+        "{}",
+        stderr(&to_file)
+    );
+    assert_eq!(std::fs::read(&out_file).unwrap(), exported.stdout);
+
+    // The same bytes as the API's export, and the data is what the document said.
+    let app = TestApp {
+        state: AppState::open(Settings::with_data_dir(&data)).unwrap(),
+        dir,
+    };
+    let token = app.token(flagstaff::store::users::Role::Viewer);
+    let api = app
+        .call("GET", "/api/v1/projects/shop/export", Some(&token), None)
+        .await;
+    assert_eq!(api.status, 200);
+    assert_eq!(
+        api.bytes, exported.stdout,
+        "CLI and API export the same canonical bytes"
+    );
+    let doc: Value = serde_json::from_slice(&exported.stdout).unwrap();
+    assert_eq!(doc["flags"][0]["environments"]["production"]["enabled"], true);
+    assert_eq!(doc["segments"][0]["included"][0], "u-1");
+    let snapshot = app
+        .state
+        .snapshots
+        .find("shop", "production")
+        .expect("the imported environment is served");
+    assert_eq!(snapshot.flags().unwrap().len(), 1);
+
+    // Importing the export again changes nothing (no new audit row).
+    let audit = |app: &TestApp| -> i64 {
+        app.state
+            .store
+            .read_blocking(|c| Ok(c.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))?))
+            .unwrap()
+    };
+    let before = audit(&app);
+    let again = run_with_stdin(
+        {
+            let mut cmd = flagstaff(&app.dir.path().join("data"));
+            cmd.args(["import", "-"]);
+            cmd
+        },
+        &String::from_utf8(exported.stdout.clone()).unwrap(),
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(audit(&app), before);
+    let actors: Vec<String> = app
+        .state
+        .store
+        .read_blocking(|c| {
+            let mut stmt = c.prepare("SELECT DISTINCT actor FROM audit_log WHERE entity_kind != 'admin_token' AND entity_kind != 'user'")?;
+            Ok(stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?)
+        })
+        .unwrap();
+    assert_eq!(actors, ["cli"]);
+}
+
+#[test]
+fn an_invalid_import_names_each_problem_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, DOCUMENT).unwrap();
+    assert!(
+        flagstaff(&data)
+            .arg("import")
+            .arg(&good)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let before = flagstaff(&data)
+        .args(["export", "--project", "shop"])
+        .output()
+        .unwrap()
+        .stdout;
+
+    let bad = dir.path().join("bad.json");
+    let broken = DOCUMENT
+        .replace(
+            r#""op": "in_segment", "values": ["beta"]"#,
+            r#""op": "in_segment", "values": ["nope"]"#,
+        )
+        .replace(r#""included": ["u-1"]"#, r#""included": ["u-1", "u-2"]"#);
+    std::fs::write(&bad, broken).unwrap();
+    let out = flagstaff(&data).arg("import").arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let message = stderr(&out);
+    assert!(
+        message.contains("flags[0].environments.production.rules[0].clauses[0]"),
+        "{message}"
+    );
+    assert!(message.contains("nothing changed"), "{message}");
+    let after = flagstaff(&data)
+        .args(["export", "--project", "shop"])
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(
+        before, after,
+        "the valid change to the segment was not written either"
+    );
+
+    std::fs::write(
+        &bad,
+        "{\"flagstaff\": 1, \"project\": {\"key\": \"x\"}, \"flags\": 3}",
+    )
+    .unwrap();
+    let out = flagstaff(&data).arg("import").arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not a Flagstaff document") && stderr(&out).contains("flags"),
+        "{}",
+        stderr(&out)
+    );
+
+    let missing = flagstaff(&data)
+        .args(["export", "--project", "nope"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success() && missing.stdout.is_empty());
+    assert!(stderr(&missing).contains("nope"), "{}", stderr(&missing));
 }

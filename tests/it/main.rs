@@ -10,5 +10,7 @@ mod api_transfer;
 mod cli;
 mod helpers;
 mod keys;
+mod openapi;
+mod readme;
 mod store;
 mod users;

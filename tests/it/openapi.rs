@@ -1,0 +1,277 @@
+//! The OpenAPI document: served without a token, a well-formed OpenAPI 3.1 document whose
+//! references resolve, and every operation it lists is routed by the real application.
+
+use std::collections::BTreeSet;
+
+use actix_web::dev::Service as _;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use flagstaff::build_app;
+use flagstaff::store::audit::Actor;
+use flagstaff::store::projects::{self, NewProject};
+use flagstaff::store::users::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+
+async fn document(app: &TestApp) -> (String, Value) {
+    let reply = app.call("GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(reply.status, 200, "served without a token");
+    assert!(
+        reply
+            .header("content-type")
+            .unwrap_or_default()
+            .starts_with("application/json")
+    );
+    (String::from_utf8(reply.bytes).unwrap(), reply.body)
+}
+
+/// Every `$ref` in `value`, as JSON pointers.
+fn refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get("$ref") {
+                out.push(r.clone());
+            }
+            map.values().for_each(|v| refs(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+/// A parameter object, following a `$ref` into `components.parameters`.
+fn resolve<'a>(doc: &'a Value, param: &'a Value) -> &'a Value {
+    match param["$ref"].as_str() {
+        Some(r) => doc.pointer(r.trim_start_matches('#')).expect("resolvable"),
+        None => param,
+    }
+}
+
+#[actix_web::test]
+async fn the_document_is_valid_openapi_3_1() {
+    let app = TestApp::new();
+    let (text, doc) = document(&app).await;
+    let spec = oas3::from_json(&text).expect("parses as an OpenAPI 3.1 document");
+    let version = spec.validate_version().expect("an OpenAPI 3.1.x version");
+    assert_eq!((version.major, version.minor), (3, 1));
+    assert_eq!(doc["servers"][0]["url"], "/api/v1");
+
+    let mut pointers = Vec::new();
+    refs(&doc, &mut pointers);
+    assert!(!pointers.is_empty());
+    for pointer in &pointers {
+        let target = pointer
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("{pointer} is not local"));
+        assert!(doc.pointer(target).is_some(), "{pointer} does not resolve");
+    }
+
+    let mut ids = BTreeSet::new();
+    let mut operations = 0;
+    for (path, method, op) in spec.operations() {
+        operations += 1;
+        let id = op
+            .operation_id
+            .clone()
+            .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+        assert!(ids.insert(id.clone()), "operationId {id} is used twice");
+        assert!(
+            op.responses.as_ref().is_some_and(|r| !r.is_empty()),
+            "{method} {path} has no responses"
+        );
+
+        // Each `{name}` in the path is declared as a required path parameter, and nothing else is.
+        let item = &doc["paths"][&path];
+        let op_json = &item[method.as_str().to_ascii_lowercase()];
+        let declared: BTreeSet<String> = item["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(op_json["parameters"].as_array().into_iter().flatten())
+            .map(|p| resolve(&doc, p))
+            .filter(|p| p["in"] == "path")
+            .inspect(|p| {
+                assert_eq!(
+                    p["required"], true,
+                    "{method} {path}: path parameters are required"
+                )
+            })
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect();
+        let named: BTreeSet<String> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(declared, named, "{method} {path}");
+    }
+    assert!(
+        operations >= 38,
+        "the whole /api/v1 surface is described ({operations} operations)"
+    );
+    for fixed in [
+        ("post", "/import"),
+        ("get", "/projects/{project}/export"),
+        ("post", "/projects/{project}/environments/{env}/keys"),
+        ("delete", "/projects/{project}/environments/{env}/keys/{id}"),
+        ("patch", "/projects/{project}/flags/{flag}/environments/{env}"),
+        ("put", "/projects/{project}/flags/{flag}"),
+        ("post", "/users"),
+        ("post", "/tokens"),
+    ] {
+        assert!(
+            doc["paths"][fixed.1][fixed.0].is_object(),
+            "{fixed:?} is documented"
+        );
+    }
+}
+
+/// `/a/{x}/b` → `/a/{}/b`, so patterns compare whatever their parameters are named.
+fn shape(pattern: &str) -> String {
+    pattern
+        .split('/')
+        .map(|s| {
+            if s.starts_with('{') && s.ends_with('}') {
+                "{}"
+            } else {
+                s
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[actix_web::test]
+async fn every_documented_operation_is_routed() {
+    let app = TestApp::new();
+    let admin = app.token(Role::Admin);
+    app.state
+        .write_blocking(|tx| {
+            let new = NewProject {
+                key: "shop".into(),
+                name: "Shop".into(),
+                environments: None,
+            };
+            projects::create(tx, &Actor::cli(), new)
+        })
+        .unwrap();
+    let flag = json!({"key": "new-checkout", "type": "boolean",
+                      "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}]});
+    assert_eq!(
+        app.call("POST", "/api/v1/projects/shop/flags", Some(&admin), Some(flag))
+            .await
+            .status,
+        201
+    );
+    let segment = json!({"key": "beta", "included": ["u-1"]});
+    assert_eq!(
+        app.call(
+            "POST",
+            "/api/v1/projects/shop/segments",
+            Some(&admin),
+            Some(segment)
+        )
+        .await
+        .status,
+        201
+    );
+    let key = app
+        .call(
+            "POST",
+            "/api/v1/projects/shop/environments/production/keys",
+            Some(&admin),
+            Some(json!({"kind": "server", "name": "k"})),
+        )
+        .await;
+    let user = app
+        .call(
+            "POST",
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"email": "u@example.com", "role": "viewer", "password": "long enough password"})),
+        )
+        .await;
+    let spare_token = app
+        .call(
+            "POST",
+            "/api/v1/tokens",
+            Some(&admin),
+            Some(json!({"name": "spare"})),
+        )
+        .await;
+    let ids = [
+        ("/keys/{id}", key.body["id"].to_string()),
+        ("/users/{id}", user.body["id"].to_string()),
+        ("/tokens/{id}", spare_token.body["id"].to_string()),
+    ];
+
+    let (_, doc) = document(&app).await;
+    let mut operations: Vec<(String, String)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_some() {
+                operations.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    // Reads and changes first; deletions last, deepest first, so each finds what it deletes.
+    operations.sort_by_key(|(method, path)| (method == "DELETE", usize::MAX - path.matches('/').count()));
+
+    let service = actix_web::test::init_service(build_app(app.state.clone()).wrap_fn(|req, srv| {
+        let fut = srv.call(req);
+        async move {
+            let mut res = fut.await?;
+            let pattern = res.request().match_pattern().unwrap_or_default();
+            res.headers_mut().insert(
+                HeaderName::from_static("x-test-pattern"),
+                HeaderValue::from_str(&pattern).expect("a pattern is a valid header value"),
+            );
+            Ok(res)
+        }
+    }))
+    .await;
+
+    for (method, path) in operations {
+        let mut uri = format!("/api/v1{path}");
+        for (suffix, id) in &ids {
+            if path.ends_with(suffix) {
+                uri = uri.replace("{id}", id);
+            }
+        }
+        for (param, value) in [
+            ("{project}", "shop"),
+            ("{env}", "production"),
+            ("{flag}", "new-checkout"),
+            ("{segment}", "beta"),
+        ] {
+            uri = uri.replace(param, value);
+        }
+        assert!(!uri.contains('{'), "no value for a parameter of {path}");
+        let mut req = actix_web::test::TestRequest::default()
+            .method(method.parse().unwrap())
+            .uri(&uri)
+            .insert_header(("Authorization", format!("Bearer {admin}")));
+        if matches!(method.as_str(), "POST" | "PUT" | "PATCH") {
+            req = req.set_json(json!({}));
+        }
+        let res = actix_web::test::call_service(&service, req.to_request()).await;
+        let status = res.status();
+        let pattern = res
+            .headers()
+            .get("x-test-pattern")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = actix_web::test::read_body(res).await;
+        assert!(
+            status != 404 && status != 405,
+            "{method} {uri} ({path}) answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(
+            shape(&pattern),
+            shape(&format!("/api/v1{path}")),
+            "{method} {uri} is routed to {pattern:?}"
+        );
+    }
+}
