@@ -314,6 +314,14 @@ pub fn export(conn: &Connection, head: &ProjectHead) -> Result<Document> {
     Ok(doc)
 }
 
+/// The bytes of an export: pretty JSON with a final newline. With [`export`], the same data
+/// always gives the same bytes, so export → import → export is byte-identical.
+pub fn export_bytes(doc: &Document) -> Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec_pretty(doc)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
 /// Which part of a would-be document the caller sent, so errors name paths in what they sent.
 #[derive(Debug, Clone)]
 pub(crate) enum Focus {

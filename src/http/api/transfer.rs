@@ -21,24 +21,16 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .route("/projects/{project}/export", web::get().to(export));
 }
 
-/// The canonical bytes of a project's export.
-pub fn export_bytes(doc: &flagstaff_eval::model::Document) -> Result<Vec<u8>, serde_json::Error> {
-    let mut bytes = serde_json::to_vec_pretty(doc)?;
-    bytes.push(b'\n');
-    Ok(bytes)
-}
-
 async fn export(
     state: web::Data<AppState>,
     _: CanView,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let key = path.into_inner();
-    let doc = state
+    let bytes = state
         .store
-        .read(move |conn| projects::export(conn, &projects::head(conn, &key)?))
+        .read(move |conn| projects::export_bytes(&projects::export(conn, &projects::head(conn, &key)?)?))
         .await?;
-    let bytes = export_bytes(&doc).map_err(|e| ApiError::Internal(Box::new(e)))?;
     Ok(HttpResponse::Ok().content_type("application/json").body(bytes))
 }
 
