@@ -5,9 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use (browser tests, HTTP load, reverse proxy).
-APT_PACKAGES=()
+APT_PACKAGES=(chromium)
 # The README's API session runs as written, with curl (tests/it/readme.rs).
 APT_PACKAGES+=(curl)
+# The third-party OpenFeature clients run on Node and Python (tests/js, tests/py).
+command -v node >/dev/null && command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
+command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null || APT_PACKAGES+=(python3 python3-venv)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -28,5 +31,14 @@ for dir in tests/js; do
         fi
     fi
 done
+
+# PyPI packages of the Python OFREP client, in a venv of their own (.venv-tests), pinned by
+# tests/py/requirements.txt; rebuilt when that file changes.
+if ! cmp -s tests/py/requirements.txt .venv-tests/requirements.txt; then
+    rm -rf .venv-tests
+    python3 -m venv .venv-tests
+    .venv-tests/bin/pip install --quiet --disable-pip-version-check -r tests/py/requirements.txt
+    cp tests/py/requirements.txt .venv-tests/requirements.txt
+fi
 
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest

@@ -107,6 +107,7 @@ async fn values(
         .get(caller.key.environment_id)
         .ok_or_else(|| ApiError::Unauthorized("the key's environment no longer exists".into()))?;
     let evaluations = snapshot.engine.evaluate_all(&context, |f| caller.may_evaluate(f));
+    crate::metrics::record_evaluations("server", evaluations.len() as u64);
     // Flags that cannot be evaluated for this context (a rollout without a targetingKey) are
     // left out: the SDK then answers its default, as for an unknown flag.
     let mut flags = serde_json::Map::new();

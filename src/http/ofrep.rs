@@ -236,7 +236,10 @@ async fn read_context(
     let Value::Object(mut request) = request else {
         return Err(OfrepError::invalid_context(
             flag,
-            format!("the body must be an object {{\"context\": {{…}}}}, not {}", json_type(&request)),
+            format!(
+                "the body must be an object {{\"context\": {{…}}}}, not {}",
+                json_type(&request)
+            ),
         ));
     };
     let context = match request.remove("context") {
@@ -346,6 +349,7 @@ fn snapshot_of(state: &AppState, key: &SdkKey) -> Result<Arc<Snapshot>, OfrepErr
 
 /// Counts what was served, for the evaluation insights.
 fn record(state: &AppState, environment_id: i64, evaluations: &[Evaluation<'_>]) {
+    crate::metrics::record_evaluations("server", evaluations.len() as u64);
     let counts = evaluations.iter().filter_map(|e| match (e.variant, e.error) {
         (Some(variant), None) => Some(Count {
             flag: e.key,

@@ -19,7 +19,13 @@ use crate::helpers::{RealServer, Reply, TestApp};
 
 /// Strings of the fixture that must never reach a browser: a rule's value, a segment member,
 /// a target, and the keys of flags that are not client-side.
-pub const SECRETS: [&str; 5] = ["@acme-internal.example", "u-member-7f3a", "u-target-1", "internal-tool", "api-rate-limit"];
+pub const SECRETS: [&str; 5] = [
+    "@acme-internal.example",
+    "u-member-7f3a",
+    "u-target-1",
+    "internal-tool",
+    "api-rate-limit",
+];
 
 /// Project `web`: production and staging, a segment, client-side flags of each type with rules,
 /// targets, a rollout, prerequisites, a server-only flag and a config.
@@ -69,7 +75,9 @@ pub fn document() -> Value {
              "environments": {"production": {"enabled": true,
                 "prerequisites": [{"flag": "new-checkout", "variations": ["on"]}], "fallthrough": {"variation": "on"}}}},
             {"key": "dormant", "name": "Dormant", "type": "boolean", "variations": bool_vars,
-             "environments": {"production": {"enabled": false}}}
+             "environments": {"production": {"enabled": false}}},
+            {"key": "beta-ui", "name": "Beta UI", "type": "boolean", "variations": bool_vars,
+             "environments": {"production": {"enabled": false, "fallthrough": {"variation": "on"}}}}
         ]
     })
 }
@@ -91,23 +99,45 @@ impl Web {
 
     pub async fn with(app: TestApp) -> Web {
         let admin = app.token(Role::Admin);
-        let reply = app.call("POST", "/api/v1/import", Some(&admin), Some(document())).await;
+        let reply = app
+            .call("POST", "/api/v1/import", Some(&admin), Some(document()))
+            .await;
         assert_eq!(reply.status, 200, "import: {}", reply.body);
         let (client_id, client) = key(&app, "production", KeyKind::Client);
         let (_, server) = key(&app, "production", KeyKind::Server);
         let (_, staging_client) = key(&app, "staging", KeyKind::Client);
-        Web { app, admin, client, server, client_id, staging_client }
+        Web {
+            app,
+            admin,
+            client,
+            server,
+            client_id,
+            staging_client,
+        }
     }
 
     /// Turns `flag` on or off in production through the management API, as an admin would.
     pub async fn toggle(&self, flag: &str, enabled: bool) {
         let path = format!("/api/v1/projects/web/flags/{flag}/environments/production");
-        let reply = self.app.call("PATCH", &path, Some(&self.admin), Some(json!({"enabled": enabled}))).await;
+        let reply = self
+            .app
+            .call(
+                "PATCH",
+                &path,
+                Some(&self.admin),
+                Some(json!({"enabled": enabled})),
+            )
+            .await;
         assert_eq!(reply.status, 200, "toggle: {}", reply.body);
     }
 
     pub fn revision(&self) -> u64 {
-        self.app.state.snapshots.find("web", "production").expect("production snapshot").revision
+        self.app
+            .state
+            .snapshots
+            .find("web", "production")
+            .expect("production snapshot")
+            .revision
     }
 }
 
@@ -123,15 +153,29 @@ pub fn key(app: &TestApp, environment: &str, kind: KeyKind) -> (i64, String) {
                 |r| r.get(0),
             )?;
             let created = api_keys::create(tx, env, kind, "tests", None)?;
-            Ok((created, Changes { api_keys: true, ..Changes::default() }))
+            Ok((
+                created,
+                Changes {
+                    api_keys: true,
+                    ..Changes::default()
+                },
+            ))
         })
         .expect("create key")
 }
 
 /// Sends a request with a raw body through the real application.
-async fn send(app: &TestApp, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Reply {
+async fn send(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Reply {
     let service = actix_web::test::init_service(build_app(app.state.clone())).await;
-    let mut req = actix_web::test::TestRequest::default().method(method.parse().expect("method")).uri(path);
+    let mut req = actix_web::test::TestRequest::default()
+        .method(method.parse().expect("method"))
+        .uri(path);
     for (name, value) in headers {
         req = req.insert_header((*name, *value));
     }
@@ -143,14 +187,26 @@ async fn send(app: &TestApp, method: &str, path: &str, headers: &[(&str, &str)],
     let headers = resp.headers().clone();
     let bytes = actix_web::test::read_body(resp).await;
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Reply { status, headers, body, bytes: bytes.to_vec() }
+    Reply {
+        status,
+        headers,
+        body,
+        bytes: bytes.to_vec(),
+    }
 }
 
 async fn evaluate(web: &Web, key: &str, flag: &str, context: Value) -> Reply {
     let auth = format!("Bearer {key}");
     let body = serde_json::to_vec(&json!({ "context": context })).unwrap();
     let path = format!("/ofrep/v1/evaluate/flags/{flag}");
-    send(&web.app, "POST", &path, &[("Authorization", &auth), ("Content-Type", "application/json")], Some(&body)).await
+    send(
+        &web.app,
+        "POST",
+        &path,
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        Some(&body),
+    )
+    .await
 }
 
 async fn bulk(web: &Web, key: &str, context: Value, headers: &[(&str, &str)]) -> Reply {
@@ -161,7 +217,11 @@ async fn bulk(web: &Web, key: &str, context: Value, headers: &[(&str, &str)]) ->
 }
 
 fn flags_of(reply: &Reply) -> Vec<&Value> {
-    reply.body["flags"].as_array().expect("flags array").iter().collect()
+    reply.body["flags"]
+        .as_array()
+        .expect("flags array")
+        .iter()
+        .collect()
 }
 
 fn flag<'a>(reply: &'a Reply, key: &str) -> Option<&'a Value> {
@@ -178,25 +238,65 @@ fn encode(context: &Value) -> String {
 #[actix_web::test]
 async fn a_single_flag_answers_value_variant_reason_and_metadata() {
     let web = Web::new().await;
-    let reply =
-        evaluate(&web, &web.client, "new-checkout", json!({"targetingKey": "u-9", "email": "jo@acme-internal.example"}))
-            .await;
+    let reply = evaluate(
+        &web,
+        &web.client,
+        "new-checkout",
+        json!({"targetingKey": "u-9", "email": "jo@acme-internal.example"}),
+    )
+    .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.header("content-type"), Some("application/json"));
     let b = &reply.body;
-    assert_eq!((&b["key"], &b["value"], &b["variant"], &b["reason"]), (&json!("new-checkout"), &json!(true), &json!("on"), &json!("TARGETING_MATCH")));
+    assert_eq!(
+        (&b["key"], &b["value"], &b["variant"], &b["reason"]),
+        (
+            &json!("new-checkout"),
+            &json!(true),
+            &json!("on"),
+            &json!("TARGETING_MATCH")
+        )
+    );
     assert_eq!(b["metadata"]["ruleId"], "acme-staff");
     assert!(b["metadata"]["version"].as_u64().is_some(), "{b}");
 
-    let reply = evaluate(&web, &web.client, "new-checkout", json!({"targetingKey": "u-target-1"})).await;
-    assert_eq!((&reply.body["value"], &reply.body["reason"]), (&json!(true), &json!("TARGETING_MATCH")));
+    let reply = evaluate(
+        &web,
+        &web.client,
+        "new-checkout",
+        json!({"targetingKey": "u-target-1"}),
+    )
+    .await;
+    assert_eq!(
+        (&reply.body["value"], &reply.body["reason"]),
+        (&json!(true), &json!("TARGETING_MATCH"))
+    );
     let reply = evaluate(&web, &web.client, "new-checkout", json!({"targetingKey": "u-2"})).await;
-    assert_eq!((&reply.body["value"], &reply.body["variant"], &reply.body["reason"]), (&json!(false), &json!("off"), &json!("DEFAULT")));
+    assert_eq!(
+        (
+            &reply.body["value"],
+            &reply.body["variant"],
+            &reply.body["reason"]
+        ),
+        (&json!(false), &json!("off"), &json!("DEFAULT"))
+    );
     let reply = evaluate(&web, &web.client, "dormant", json!({"targetingKey": "u-2"})).await;
-    assert_eq!((&reply.body["value"], &reply.body["reason"]), (&json!(false), &json!("DISABLED")));
+    assert_eq!(
+        (&reply.body["value"], &reply.body["reason"]),
+        (&json!(false), &json!("DISABLED"))
+    );
     let reply = evaluate(&web, &web.client, "theme", json!({})).await;
-    assert_eq!((&reply.body["value"], &reply.body["reason"]), (&json!({"bg": "#000", "fg": "#fff"}), &json!("STATIC")));
-    let reply = evaluate(&web, &web.client, "checkout-split", json!({"targetingKey": "u-2"})).await;
+    assert_eq!(
+        (&reply.body["value"], &reply.body["reason"]),
+        (&json!({"bg": "#000", "fg": "#fff"}), &json!("STATIC"))
+    );
+    let reply = evaluate(
+        &web,
+        &web.client,
+        "checkout-split",
+        json!({"targetingKey": "u-2"}),
+    )
+    .await;
     assert_eq!(reply.body["reason"], "SPLIT");
     assert!(["A", "B"].contains(&reply.body["value"].as_str().unwrap()));
 }
@@ -206,10 +306,16 @@ async fn numbers_keep_their_written_form_so_floats_stay_floats() {
     let web = Web::new().await;
     let reply = evaluate(&web, &web.client, "price", json!({})).await;
     let text = String::from_utf8(reply.bytes.clone()).unwrap();
-    assert!(text.contains("\"value\":1.0"), "a float variation must serialize as 1.0: {text}");
+    assert!(
+        text.contains("\"value\":1.0"),
+        "a float variation must serialize as 1.0: {text}"
+    );
     let reply = evaluate(&web, &web.client, "max-items", json!({})).await;
     let text = String::from_utf8(reply.bytes.clone()).unwrap();
-    assert!(text.contains("\"value\":30,"), "an integer variation stays an integer: {text}");
+    assert!(
+        text.contains("\"value\":30,"),
+        "an integer variation stays an integer: {text}"
+    );
 }
 
 #[actix_web::test]
@@ -217,15 +323,35 @@ async fn a_missing_targeting_key_is_accepted_and_only_a_rollout_needs_it() {
     let web = Web::new().await;
     for body in [&b"{\"context\": {}}"[..], b"{}", b""] {
         let auth = format!("Bearer {}", web.client);
-        let reply = send(&web.app, "POST", "/ofrep/v1/evaluate/flags/new-checkout", &[("Authorization", &auth)], Some(body)).await;
-        assert_eq!(reply.status, 200, "{}: {}", String::from_utf8_lossy(body), reply.body);
+        let reply = send(
+            &web.app,
+            "POST",
+            "/ofrep/v1/evaluate/flags/new-checkout",
+            &[("Authorization", &auth)],
+            Some(body),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{}: {}",
+            String::from_utf8_lossy(body),
+            reply.body
+        );
         assert_eq!(reply.body["value"], false);
     }
     let reply = evaluate(&web, &web.client, "checkout-split", json!({"plan": "free"})).await;
     assert_eq!(reply.status, 400);
     assert_eq!(reply.body["key"], "checkout-split");
     assert_eq!(reply.body["errorCode"], "TARGETING_KEY_MISSING");
-    assert!(reply.body["errorDetails"].as_str().unwrap().contains("targetingKey"), "{}", reply.body);
+    assert!(
+        reply.body["errorDetails"]
+            .as_str()
+            .unwrap()
+            .contains("targetingKey"),
+        "{}",
+        reply.body
+    );
 }
 
 #[actix_web::test]
@@ -244,25 +370,53 @@ async fn a_client_key_does_not_know_server_only_flags_or_configs() {
     let reply = evaluate(&web, &web.server, "api-rate-limit", json!({})).await;
     assert_eq!((reply.status.as_u16(), &reply.body["value"]), (200, &json!(1000)));
     // Another environment's key sees that environment: new-checkout is off in staging.
-    let reply = evaluate(&web, &web.staging_client, "new-checkout", json!({"targetingKey": "u-target-1"})).await;
-    assert_eq!((&reply.body["value"], &reply.body["reason"]), (&json!(false), &json!("DISABLED")));
+    let reply = evaluate(
+        &web,
+        &web.staging_client,
+        "new-checkout",
+        json!({"targetingKey": "u-target-1"}),
+    )
+    .await;
+    assert_eq!(
+        (&reply.body["value"], &reply.body["reason"]),
+        (&json!(false), &json!("DISABLED"))
+    );
 }
 
 #[actix_web::test]
 async fn a_prerequisite_failure_is_disabled_on_the_wire_and_names_only_visible_flags() {
     let web = Web::new().await;
     let reply = evaluate(&web, &web.server, "gated", json!({"targetingKey": "u-1"})).await;
-    assert_eq!((&reply.body["value"], &reply.body["reason"]), (&json!(false), &json!("DISABLED")));
+    assert_eq!(
+        (&reply.body["value"], &reply.body["reason"]),
+        (&json!(false), &json!("DISABLED"))
+    );
     assert_eq!(reply.body["metadata"]["prerequisite"], "internal-tool");
     assert_eq!(reply.body["metadata"]["prerequisiteFailed"], true);
     let reply = evaluate(&web, &web.client, "gated", json!({"targetingKey": "u-1"})).await;
-    assert_eq!((&reply.body["value"], &reply.body["reason"]), (&json!(false), &json!("DISABLED")));
+    assert_eq!(
+        (&reply.body["value"], &reply.body["reason"]),
+        (&json!(false), &json!("DISABLED"))
+    );
     assert_eq!(reply.body["metadata"]["prerequisiteFailed"], true);
-    assert!(reply.body["metadata"].get("prerequisite").is_none(), "{}", reply.body);
+    assert!(
+        reply.body["metadata"].get("prerequisite").is_none(),
+        "{}",
+        reply.body
+    );
     let reply = evaluate(&web, &web.client, "gated-visible", json!({"targetingKey": "u-1"})).await;
     assert_eq!(reply.body["metadata"]["prerequisite"], "new-checkout");
-    let reply = evaluate(&web, &web.client, "gated-visible", json!({"targetingKey": "u-target-1"})).await;
-    assert_eq!((&reply.body["value"], &reply.body["reason"]), (&json!(true), &json!("DEFAULT")));
+    let reply = evaluate(
+        &web,
+        &web.client,
+        "gated-visible",
+        json!({"targetingKey": "u-target-1"}),
+    )
+    .await;
+    assert_eq!(
+        (&reply.body["value"], &reply.body["reason"]),
+        (&json!(true), &json!("DEFAULT"))
+    );
 }
 
 #[actix_web::test]
@@ -274,17 +428,29 @@ async fn bad_bodies_and_contexts_get_ofrep_errors() {
         (b"[1, 2]", "INVALID_CONTEXT", "context"),
         (b"{\"context\": [1]}", "INVALID_CONTEXT", "an array"),
         (b"{\"context\": \"u-1\"}", "INVALID_CONTEXT", "a string"),
-        (b"{\"context\": {\"targetingKey\": 42}}", "INVALID_CONTEXT", "targetingKey"),
+        (
+            b"{\"context\": {\"targetingKey\": 42}}",
+            "INVALID_CONTEXT",
+            "targetingKey",
+        ),
     ];
     for (body, code, mentions) in cases {
-        for path in ["/ofrep/v1/evaluate/flags/new-checkout", "/ofrep/v1/evaluate/flags"] {
+        for path in [
+            "/ofrep/v1/evaluate/flags/new-checkout",
+            "/ofrep/v1/evaluate/flags",
+        ] {
             let reply = send(&web.app, "POST", path, &[("Authorization", &auth)], Some(body)).await;
             let shown = String::from_utf8_lossy(body);
             assert_eq!(reply.status, 400, "{path} {shown}: {}", reply.body);
             assert_eq!(reply.body["errorCode"], code, "{path} {shown}: {}", reply.body);
             let details = reply.body["errorDetails"].as_str().unwrap_or_default();
             assert!(details.contains(mentions), "{path} {shown}: {details}");
-            assert_eq!(reply.body.get("key").is_some(), path.ends_with("new-checkout"), "{}", reply.body);
+            assert_eq!(
+                reply.body.get("key").is_some(),
+                path.ends_with("new-checkout"),
+                "{}",
+                reply.body
+            );
         }
     }
 }
@@ -293,11 +459,25 @@ async fn bad_bodies_and_contexts_get_ofrep_errors() {
 async fn keys_are_required_and_checked() {
     let web = Web::new().await;
     let body = b"{\"context\": {}}";
-    for path in ["/ofrep/v1/evaluate/flags/new-checkout", "/ofrep/v1/evaluate/flags"] {
+    for path in [
+        "/ofrep/v1/evaluate/flags/new-checkout",
+        "/ofrep/v1/evaluate/flags",
+    ] {
         let reply = send(&web.app, "POST", path, &[], Some(body)).await;
         assert_eq!(reply.status, 401, "{path}");
-        assert!(reply.body["errorDetails"].as_str().unwrap().contains("key"), "{}", reply.body);
-        let reply = send(&web.app, "POST", path, &[("X-API-Key", "fs_cli_nope")], Some(body)).await;
+        assert!(
+            reply.body["errorDetails"].as_str().unwrap().contains("key"),
+            "{}",
+            reply.body
+        );
+        let reply = send(
+            &web.app,
+            "POST",
+            path,
+            &[("X-API-Key", "fs_cli_nope")],
+            Some(body),
+        )
+        .await;
         assert_eq!(reply.status, 401, "{path}");
         let admin = format!("Bearer {}", web.admin);
         let reply = send(&web.app, "POST", path, &[("Authorization", &admin)], Some(body)).await;
@@ -307,9 +487,17 @@ async fn keys_are_required_and_checked() {
     web.app
         .state
         .write_blocking(move |tx| {
-            let env: i64 = tx.query_row("SELECT environment_id FROM api_keys WHERE id = ?1", [id], |r| r.get(0))?;
+            let env: i64 = tx.query_row("SELECT environment_id FROM api_keys WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })?;
             api_keys::revoke(tx, env, id)?;
-            Ok(((), Changes { api_keys: true, ..Changes::default() }))
+            Ok((
+                (),
+                Changes {
+                    api_keys: true,
+                    ..Changes::default()
+                },
+            ))
         })
         .unwrap();
     let reply = evaluate(&web, &web.client, "new-checkout", json!({})).await;
@@ -324,10 +512,24 @@ async fn bulk_lists_what_the_key_may_see_with_failures_inline() {
     let web = Web::new().await;
     let reply = bulk(&web, &web.client, json!({}), &[]).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let keys: Vec<&str> = flags_of(&reply).iter().map(|f| f["key"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = flags_of(&reply)
+        .iter()
+        .map(|f| f["key"].as_str().unwrap())
+        .collect();
     assert_eq!(
         keys,
-        ["checkout-split", "dormant", "gated", "gated-visible", "max-items", "new-checkout", "price", "theme", "vip-banner"]
+        [
+            "beta-ui",
+            "checkout-split",
+            "dormant",
+            "gated",
+            "gated-visible",
+            "max-items",
+            "new-checkout",
+            "price",
+            "theme",
+            "vip-banner"
+        ]
     );
     let split = flag(&reply, "checkout-split").unwrap();
     assert_eq!(split["errorCode"], "TARGETING_KEY_MISSING");
@@ -340,12 +542,24 @@ async fn bulk_lists_what_the_key_may_see_with_failures_inline() {
             }
         }
     }
-    assert_eq!(reply.body["metadata"], json!({"project": "web", "environment": "production"}));
+    assert_eq!(
+        reply.body["metadata"],
+        json!({"project": "web", "environment": "production"})
+    );
 
     let reply = bulk(&web, &web.server, json!({"targetingKey": "u-1"}), &[]).await;
-    let keys: Vec<&str> = flags_of(&reply).iter().map(|f| f["key"].as_str().unwrap()).collect();
-    assert!(keys.contains(&"internal-tool") && keys.contains(&"api-rate-limit"), "{keys:?}");
-    assert_eq!(flag(&reply, "gated").unwrap()["metadata"]["prerequisite"], "internal-tool");
+    let keys: Vec<&str> = flags_of(&reply)
+        .iter()
+        .map(|f| f["key"].as_str().unwrap())
+        .collect();
+    assert!(
+        keys.contains(&"internal-tool") && keys.contains(&"api-rate-limit"),
+        "{keys:?}"
+    );
+    assert_eq!(
+        flag(&reply, "gated").unwrap()["metadata"]["prerequisite"],
+        "internal-tool"
+    );
 }
 
 #[actix_web::test]
@@ -353,24 +567,51 @@ async fn bulk_etag_follows_what_is_served_and_answers_304() {
     let web = Web::new().await;
     let first = bulk(&web, &web.client, json!({"targetingKey": "u-2"}), &[]).await;
     let etag = first.header("etag").expect("ETag").to_owned();
-    assert!(etag.starts_with('"') && !etag.starts_with("W/"), "a strong ETag: {etag}");
+    assert!(
+        etag.starts_with('"') && !etag.starts_with("W/"),
+        "a strong ETag: {etag}"
+    );
 
-    let again = bulk(&web, &web.client, json!({"targetingKey": "u-2"}), &[("If-None-Match", &etag)]).await;
+    let again = bulk(
+        &web,
+        &web.client,
+        json!({"targetingKey": "u-2"}),
+        &[("If-None-Match", &etag)],
+    )
+    .await;
     assert_eq!(again.status, StatusCode::NOT_MODIFIED);
     assert!(again.bytes.is_empty());
     assert_eq!(again.header("etag"), Some(etag.as_str()));
 
     // An attribute no flag looks at serves the same: same ETag. One a rule looks at: new ETag.
-    let same = bulk(&web, &web.client, json!({"targetingKey": "u-2", "plan": "free"}), &[("If-None-Match", &etag)]).await;
+    let same = bulk(
+        &web,
+        &web.client,
+        json!({"targetingKey": "u-2", "plan": "free"}),
+        &[("If-None-Match", &etag)],
+    )
+    .await;
     assert_eq!(same.status, StatusCode::NOT_MODIFIED);
-    let other = bulk(&web, &web.client, json!({"targetingKey": "u-2", "email": "x@acme-internal.example"}), &[("If-None-Match", &etag)]).await;
+    let other = bulk(
+        &web,
+        &web.client,
+        json!({"targetingKey": "u-2", "email": "x@acme-internal.example"}),
+        &[("If-None-Match", &etag)],
+    )
+    .await;
     assert_eq!(other.status, 200);
     assert_ne!(other.header("etag"), Some(etag.as_str()));
     assert_eq!(flag(&other, "new-checkout").unwrap()["value"], true);
 
     // An admin's change of a flag this context sees: 200 with the new value.
     web.toggle("new-checkout", false).await;
-    let changed = bulk(&web, &web.client, json!({"targetingKey": "u-2"}), &[("If-None-Match", &etag)]).await;
+    let changed = bulk(
+        &web,
+        &web.client,
+        json!({"targetingKey": "u-2"}),
+        &[("If-None-Match", &etag)],
+    )
+    .await;
     assert_eq!(changed.status, 200);
     assert_eq!(flag(&changed, "new-checkout").unwrap()["reason"], "DISABLED");
 
@@ -390,11 +631,18 @@ async fn event_streams_carry_a_client_key_or_a_token_never_a_server_key() {
         json!([{"type": "sse", "endpoint": {"requestUri": format!("/ofrep/v1/stream?key={}", web.client)}}])
     );
     let reply = bulk(&web, &web.server, json!({}), &[]).await;
-    let uri = reply.body["eventStreams"][0]["endpoint"]["requestUri"].as_str().unwrap().to_owned();
+    let uri = reply.body["eventStreams"][0]["endpoint"]["requestUri"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(uri.starts_with("/ofrep/v1/stream?token=v1."), "{uri}");
-    assert!(!String::from_utf8_lossy(&reply.bytes).contains(&web.server), "the server key must not be echoed");
+    assert!(
+        !String::from_utf8_lossy(&reply.bytes).contains(&web.server),
+        "the server key must not be echoed"
+    );
 
-    let app = TestApp::with_settings(|s| s.serve.frontend.public_url = Some("https://flags.example.com".into()));
+    let app =
+        TestApp::with_settings(|s| s.serve.frontend.public_url = Some("https://flags.example.com".into()));
     let web = Web::with(app).await;
     let reply = bulk(&web, &web.client, json!({}), &[]).await;
     assert_eq!(
@@ -419,7 +667,14 @@ async fn browser_answers_never_hold_rules_segment_members_or_server_only_flags()
         for flag in ["new-checkout", "vip-banner", "gated", "internal-tool"] {
             answers.push((flag, evaluate(&web, &web.client, flag, context.clone()).await));
         }
-        let get = send(&web.app, "GET", &format!("/client/v1/{}/{}", web.client, encode(&context)), &[], None).await;
+        let get = send(
+            &web.app,
+            "GET",
+            &format!("/client/v1/{}/{}", web.client, encode(&context)),
+            &[],
+            None,
+        )
+        .await;
         answers.push(("", get));
         for (asked, answer) in answers {
             let text = String::from_utf8_lossy(&answer.bytes);
@@ -442,7 +697,14 @@ async fn contexts_are_never_stored() {
     let context = json!({"targetingKey": marker, "email": format!("{marker}@example.com")});
     bulk(&web, &web.client, context.clone(), &[]).await;
     evaluate(&web, &web.client, "new-checkout", context.clone()).await;
-    send(&web.app, "GET", &format!("/client/v1/{}/{}", web.client, encode(&context)), &[], None).await;
+    send(
+        &web.app,
+        "GET",
+        &format!("/client/v1/{}/{}", web.client, encode(&context)),
+        &[],
+        None,
+    )
+    .await;
     // Let any background flush of evaluation counts happen, then read every file of the data dir.
     flagstaff::events::flush(&web.app.state).await.expect("flush");
     let mut dirs = vec![web.app.dir.path().to_owned()];
@@ -479,12 +741,30 @@ async fn contexts_too_big_or_too_deep_are_refused_naming_the_limit() {
         ] {
             assert_eq!(reply.status, 400);
             assert_eq!(reply.body["errorCode"], "INVALID_CONTEXT");
-            assert!(reply.body["errorDetails"].as_str().unwrap().contains(mentions), "{}", reply.body);
+            assert!(
+                reply.body["errorDetails"].as_str().unwrap().contains(mentions),
+                "{}",
+                reply.body
+            );
         }
-        let reply = send(&web.app, "GET", &format!("/client/v1/{}/{}", web.client, encode(context)), &[], None).await;
+        let reply = send(
+            &web.app,
+            "GET",
+            &format!("/client/v1/{}/{}", web.client, encode(context)),
+            &[],
+            None,
+        )
+        .await;
         assert_eq!(reply.status, 400);
         assert_eq!(reply.body["error"]["code"], "invalid_context");
-        assert!(reply.body["error"]["message"].as_str().unwrap().contains(mentions), "{}", reply.body);
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(mentions),
+            "{}",
+            reply.body
+        );
     }
     let fine = json!({"targetingKey": "u", "a": {"b": 1}});
     assert_eq!(bulk(&web, &web.client, fine, &[]).await.status, 200);
@@ -499,31 +779,80 @@ async fn preflights_are_answered_for_the_public_endpoints_only() {
     let preflight = [
         ("Origin", "http://shop.example:3000"),
         ("Access-Control-Request-Method", "POST"),
-        ("Access-Control-Request-Headers", "authorization,content-type,if-none-match"),
+        (
+            "Access-Control-Request-Headers",
+            "authorization,content-type,if-none-match",
+        ),
     ];
-    for path in ["/ofrep/v1/evaluate/flags", "/ofrep/v1/evaluate/flags/new-checkout", "/client/v1/k/e30"] {
+    for path in [
+        "/ofrep/v1/evaluate/flags",
+        "/ofrep/v1/evaluate/flags/new-checkout",
+        "/client/v1/k/e30",
+    ] {
         let reply = send(&web.app, "OPTIONS", path, &preflight, None).await;
         assert!(reply.status.is_success(), "{path}: {}", reply.status);
         assert_eq!(reply.header("access-control-allow-origin"), Some("*"), "{path}");
-        let allowed = reply.header("access-control-allow-headers").unwrap().to_ascii_lowercase();
+        let allowed = reply
+            .header("access-control-allow-headers")
+            .unwrap()
+            .to_ascii_lowercase();
         for h in ["authorization", "x-api-key", "content-type", "if-none-match"] {
             assert!(allowed.contains(h), "{path}: {h} not in {allowed}");
         }
-        assert!(reply.header("access-control-allow-methods").unwrap().contains("POST"));
+        assert!(
+            reply
+                .header("access-control-allow-methods")
+                .unwrap()
+                .contains("POST")
+        );
     }
-    let reply = bulk(&web, &web.client, json!({}), &[("Origin", "http://shop.example:3000")]).await;
+    let reply = bulk(
+        &web,
+        &web.client,
+        json!({}),
+        &[("Origin", "http://shop.example:3000")],
+    )
+    .await;
     assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
     let exposed = reply.header("access-control-expose-headers").unwrap();
-    assert!(exposed.contains("ETag") && exposed.contains("Retry-After"), "{exposed}");
+    assert!(
+        exposed.contains("ETag") && exposed.contains("Retry-After"),
+        "{exposed}"
+    );
     // Errors carry the headers too, so a page can read why.
-    let reply = send(&web.app, "POST", "/ofrep/v1/evaluate/flags", &[("Origin", "http://shop.example:3000")], Some(b"{}")).await;
-    assert_eq!((reply.status.as_u16(), reply.header("access-control-allow-origin")), (401, Some("*")));
+    let reply = send(
+        &web.app,
+        "POST",
+        "/ofrep/v1/evaluate/flags",
+        &[("Origin", "http://shop.example:3000")],
+        Some(b"{}"),
+    )
+    .await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.header("access-control-allow-origin")),
+        (401, Some("*"))
+    );
 
     for path in ["/api/v1/projects", "/"] {
         let reply = send(&web.app, "OPTIONS", path, &preflight, None).await;
-        assert_eq!(reply.header("access-control-allow-origin"), None, "{path} must not allow other origins");
-        let reply = send(&web.app, "GET", path, &[("Origin", "http://shop.example:3000")], None).await;
-        assert_eq!(reply.header("access-control-allow-origin"), None, "{path} must not allow other origins");
+        assert_eq!(
+            reply.header("access-control-allow-origin"),
+            None,
+            "{path} must not allow other origins"
+        );
+        let reply = send(
+            &web.app,
+            "GET",
+            path,
+            &[("Origin", "http://shop.example:3000")],
+            None,
+        )
+        .await;
+        assert_eq!(
+            reply.header("access-control-allow-origin"),
+            None,
+            "{path} must not allow other origins"
+        );
     }
 }
 
@@ -531,19 +860,43 @@ async fn preflights_are_answered_for_the_public_endpoints_only() {
 async fn allowed_origins_can_be_listed() {
     let app = TestApp::with_settings(|s| s.serve.frontend.cors_origins = vec!["https://shop.example".into()]);
     let web = Web::with(app).await;
-    let ok = [("Origin", "https://shop.example"), ("Access-Control-Request-Method", "POST")];
+    let ok = [
+        ("Origin", "https://shop.example"),
+        ("Access-Control-Request-Method", "POST"),
+    ];
     let reply = send(&web.app, "OPTIONS", "/ofrep/v1/evaluate/flags", &ok, None).await;
     assert!(reply.status.is_success());
-    assert_eq!(reply.header("access-control-allow-origin"), Some("https://shop.example"));
-    let bad = [("Origin", "https://evil.example"), ("Access-Control-Request-Method", "POST")];
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some("https://shop.example")
+    );
+    let bad = [
+        ("Origin", "https://evil.example"),
+        ("Access-Control-Request-Method", "POST"),
+    ];
     let reply = send(&web.app, "OPTIONS", "/ofrep/v1/evaluate/flags", &bad, None).await;
     assert_eq!(reply.status, 403);
     assert_eq!(reply.header("access-control-allow-origin"), None);
-    let reply = bulk(&web, &web.client, json!({}), &[("Origin", "https://evil.example")]).await;
+    let reply = bulk(
+        &web,
+        &web.client,
+        json!({}),
+        &[("Origin", "https://evil.example")],
+    )
+    .await;
     assert_eq!(reply.header("access-control-allow-origin"), None);
     assert!(reply.headers.get_all("vary").any(|v| v == "Origin"));
-    let reply = bulk(&web, &web.client, json!({}), &[("Origin", "https://shop.example")]).await;
-    assert_eq!(reply.header("access-control-allow-origin"), Some("https://shop.example"));
+    let reply = bulk(
+        &web,
+        &web.client,
+        json!({}),
+        &[("Origin", "https://shop.example")],
+    )
+    .await;
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some("https://shop.example")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -562,12 +915,26 @@ async fn the_cacheable_get_serves_values_with_etag_and_cache_control() {
     assert!(reply.body["flags"].get("internal-tool").is_none());
     assert_eq!(reply.body["revision"], web.revision());
     let cache = reply.header("cache-control").unwrap();
-    assert!(cache.contains("public") && cache.contains("max-age=10") && cache.contains("stale-if-error=604800"), "{cache}");
+    assert!(
+        cache.contains("public") && cache.contains("max-age=10") && cache.contains("stale-if-error=604800"),
+        "{cache}"
+    );
     assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
     let etag = reply.header("etag").unwrap().to_owned();
 
-    let again = send(&web.app, "GET", &format!("{path}?r=7"), &[("If-None-Match", &etag)], None).await;
-    assert_eq!(again.status, StatusCode::NOT_MODIFIED, "query parameters are ignored");
+    let again = send(
+        &web.app,
+        "GET",
+        &format!("{path}?r=7"),
+        &[("If-None-Match", &etag)],
+        None,
+    )
+    .await;
+    assert_eq!(
+        again.status,
+        StatusCode::NOT_MODIFIED,
+        "query parameters are ignored"
+    );
     assert!(again.header("cache-control").is_some());
 
     // Padding is optional; a rollout without a targetingKey is left out, not an error.
@@ -586,13 +953,39 @@ async fn the_cacheable_get_serves_values_with_etag_and_cache_control() {
 #[actix_web::test]
 async fn the_cacheable_get_takes_client_keys_only_and_checks_the_context() {
     let web = Web::new().await;
-    let reply = send(&web.app, "GET", &format!("/client/v1/{}/e30", web.server), &[], None).await;
+    let reply = send(
+        &web.app,
+        "GET",
+        &format!("/client/v1/{}/e30", web.server),
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(reply.status, 403, "a server key in a URL is refused");
-    assert!(reply.body["error"]["message"].as_str().unwrap().contains("revoke"), "{}", reply.body);
+    assert!(
+        reply.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("revoke"),
+        "{}",
+        reply.body
+    );
     let reply = send(&web.app, "GET", "/client/v1/fs_cli_unknown/e30", &[], None).await;
     assert_eq!(reply.status, 401);
-    for bad in ["!!!", &encode(&json!([1])), &encode(&json!({"targetingKey": 3})), "bm90IGpzb24"] {
-        let reply = send(&web.app, "GET", &format!("/client/v1/{}/{bad}", web.client), &[], None).await;
+    for bad in [
+        "!!!",
+        &encode(&json!([1])),
+        &encode(&json!({"targetingKey": 3})),
+        "bm90IGpzb24",
+    ] {
+        let reply = send(
+            &web.app,
+            "GET",
+            &format!("/client/v1/{}/{bad}", web.client),
+            &[],
+            None,
+        )
+        .await;
         assert_eq!(reply.status, 400, "{bad}");
         assert_eq!(reply.body["error"]["code"], "invalid_context", "{bad}");
         assert_eq!(reply.body["error"]["path"], "context", "{bad}");
@@ -608,18 +1001,41 @@ async fn the_browser_sdk_is_served_small_and_cross_origin() {
     let headers = [("Origin", "http://page.example"), ("Accept-Encoding", "gzip")];
     let reply = send(&app, "GET", "/sdk/flagstaff.js", &headers, None).await;
     assert_eq!(reply.status, 200);
-    assert_eq!(reply.header("content-type"), Some("text/javascript; charset=utf-8"));
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
     assert_eq!(reply.header("content-encoding"), Some("gzip"));
-    assert_eq!(reply.header("access-control-allow-origin"), Some("*"), "module scripts load with CORS");
-    assert!(reply.bytes.len() <= 4096, "flagstaff.js is {} bytes gzipped; the goal is 4 KB", reply.bytes.len());
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some("*"),
+        "module scripts load with CORS"
+    );
+    assert!(
+        reply.bytes.len() <= 4096,
+        "flagstaff.js is {} bytes gzipped; the goal is 4 KB",
+        reply.bytes.len()
+    );
     let mut text = String::new();
     std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&reply.bytes[..]), &mut text).unwrap();
     assert_eq!(text, include_str!("../../sdk/js/flagstaff.js"));
-    for export in ["export function init", "export const isEnabled", "export const get", "export const identify"] {
+    for export in [
+        "export function init",
+        "export const isEnabled",
+        "export const get",
+        "export const identify",
+    ] {
         assert!(text.contains(export), "{export}");
     }
     let etag = reply.header("etag").unwrap().to_owned();
-    let reply = send(&app, "GET", "/sdk/flagstaff.js", &[("If-None-Match", &etag)], None).await;
+    let reply = send(
+        &app,
+        "GET",
+        "/sdk/flagstaff.js",
+        &[("If-None-Match", &etag)],
+        None,
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::NOT_MODIFIED);
     let reply = send(&app, "GET", "/sdk/flagstaff.js", &[], None).await;
     assert_eq!(reply.bytes, include_bytes!("../../sdk/js/flagstaff.js"));
@@ -632,12 +1048,25 @@ async fn the_browser_sdk_is_served_small_and_cross_origin() {
 fn frontend_defaults_are_the_command_lines() {
     let cli = Cli::try_parse_from(["flagstaff"]).unwrap();
     assert_eq!(cli.serve.frontend, FrontendArgs::default());
-    let cli = Cli::try_parse_from(["flagstaff", "--cors-origins", "https://a.example,https://b.example"]).unwrap();
-    assert_eq!(cli.serve.frontend.cors_origins, ["https://a.example", "https://b.example"]);
-    let err = Cli::try_parse_from(["flagstaff", "--public-url", "flags.example.com"]).unwrap_err().to_string();
+    let cli = Cli::try_parse_from([
+        "flagstaff",
+        "--cors-origins",
+        "https://a.example,https://b.example",
+    ])
+    .unwrap();
+    assert_eq!(
+        cli.serve.frontend.cors_origins,
+        ["https://a.example", "https://b.example"]
+    );
+    let err = Cli::try_parse_from(["flagstaff", "--public-url", "flags.example.com"])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("--public-url"), "{err}");
     let cli = Cli::try_parse_from(["flagstaff", "--public-url", "https://flags.example.com/"]).unwrap();
-    assert_eq!(cli.serve.frontend.public_url.as_deref(), Some("https://flags.example.com"));
+    assert_eq!(
+        cli.serve.frontend.public_url.as_deref(),
+        Some("https://flags.example.com")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -651,13 +1080,18 @@ pub struct SseReader {
 
 impl SseReader {
     pub async fn open(url: &str, last_event_id: Option<&str>) -> (reqwest::StatusCode, Option<SseReader>) {
-        let mut req = reqwest::Client::new().get(url).header("Accept", "text/event-stream");
+        let mut req = reqwest::Client::new()
+            .get(url)
+            .header("Accept", "text/event-stream");
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id);
         }
         let resp = req.send().await.expect("connect");
         let status = resp.status();
-        let reader = status.is_success().then(|| SseReader { body: resp.bytes_stream().boxed(), buffer: String::new() });
+        let reader = status.is_success().then(|| SseReader {
+            body: resp.bytes_stream().boxed(),
+            buffer: String::new(),
+        });
         (status, reader)
     }
 
@@ -702,13 +1136,20 @@ async fn the_stream_sends_refetch_events_with_revisions_and_honours_last_event_i
     let mut reader = reader.unwrap();
     let now = web.revision();
     let (id, data) = reader.next().await.unwrap();
-    assert_eq!(id, Some(now.to_string()), "a new subscriber is told the current revision");
+    assert_eq!(
+        id,
+        Some(now.to_string()),
+        "a new subscriber is told the current revision"
+    );
     assert_eq!(data["type"], "refetchEvaluation");
     assert!(data["etag"].is_string());
 
     web.toggle("new-checkout", false).await;
     let (id, data) = reader.next().await.unwrap();
-    assert_eq!((id, &data["type"]), (Some((now + 1).to_string()), &json!("refetchEvaluation")));
+    assert_eq!(
+        (id, &data["type"]),
+        (Some((now + 1).to_string()), &json!("refetchEvaluation"))
+    );
 
     // Resuming at the current revision: nothing until the next change.
     let current = web.revision().to_string();
@@ -724,7 +1165,10 @@ async fn the_stream_sends_refetch_events_with_revisions_and_honours_last_event_i
 
     // A change in another environment is not announced here.
     let path = "/api/v1/projects/web/flags/new-checkout/environments/staging";
-    let reply = web.app.call("PATCH", path, Some(&web.admin), Some(json!({"enabled": true}))).await;
+    let reply = web
+        .app
+        .call("PATCH", path, Some(&web.admin), Some(json!({"enabled": true})))
+        .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     web.toggle("vip-banner", false).await;
     let (id, data) = reader.next().await.unwrap();
@@ -737,9 +1181,17 @@ async fn the_stream_sends_refetch_events_with_revisions_and_honours_last_event_i
     web.app
         .state
         .write_blocking(move |tx| {
-            let env: i64 = tx.query_row("SELECT environment_id FROM api_keys WHERE id = ?1", [id], |r| r.get(0))?;
+            let env: i64 = tx.query_row("SELECT environment_id FROM api_keys WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })?;
             api_keys::revoke(tx, env, id)?;
-            Ok(((), Changes { api_keys: true, ..Changes::default() }))
+            Ok((
+                (),
+                Changes {
+                    api_keys: true,
+                    ..Changes::default()
+                },
+            ))
         })
         .unwrap();
     web.toggle("new-checkout", false).await;
@@ -753,10 +1205,16 @@ async fn the_stream_sends_refetch_events_with_revisions_and_honours_last_event_i
 async fn the_stream_takes_tokens_for_server_keys_and_never_a_server_key_in_the_url() {
     let web = Web::new().await;
     let server = RealServer::start(&web.app.state);
-    let (status, _) = SseReader::open(&format!("{}/ofrep/v1/stream?key={}", server.url, web.server), None).await;
+    let (status, _) = SseReader::open(
+        &format!("{}/ofrep/v1/stream?key={}", server.url, web.server),
+        None,
+    )
+    .await;
     assert_eq!(status, 403);
     let reply = bulk(&web, &web.server, json!({}), &[]).await;
-    let uri = reply.body["eventStreams"][0]["endpoint"]["requestUri"].as_str().unwrap();
+    let uri = reply.body["eventStreams"][0]["endpoint"]["requestUri"]
+        .as_str()
+        .unwrap();
     let (status, reader) = SseReader::open(&format!("{}{uri}", server.url), None).await;
     assert_eq!(status, 200);
     let (id, _) = reader.unwrap().next().await.unwrap();

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Load harness for OFREP bulk evaluation (not part of CI: about a minute and the whole machine).
+# Builds release binaries, starts Flagstaff on a temporary data dir on 127.0.0.1 with a project of
+# 50 client-side flags (plus 20 server-only ones), then measures with wrk at 64 connections
+# `POST /ofrep/v1/evaluate/flags` for one context (client key), against a bare actix-web handler
+# that parses the same JSON body and answers a body of the same size, in the same run.
+# Every process it starts is stopped by PID when it ends. Figures go in BENCHMARKS.md.
+#
+# Usage: bash bench/ofrep.sh            (DURATION=10 ROUNDS=3 by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+PORT=${PORT:-18490}
+BARE_PORT=${BARE_PORT:-18491}
+CONNECTIONS=64
+
+if ! command -v wrk >/dev/null; then
+    echo "installing wrk (Debian package)"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends wrk >/dev/null
+fi
+
+cargo build --release --locked -p flagstaff -p flagstaff-bench
+BIN=target/release
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "== machine"
+grep -m1 "model name" /proc/cpuinfo | sed 's/.*: /cpu: /'
+echo "cores: $(nproc), memory: $(free -m | awk '/Mem:/ {print $2}') MiB, kernel: $(uname -r)"
+wrk --version 2>&1 | head -1
+
+DATA="$WORK/data"
+printf 'bench-password-0123456789\n' |
+    $BIN/flagstaff --data-dir "$DATA" --log warn user create --email bench@example.test --role admin --password-stdin
+TOKEN=$($BIN/flagstaff --data-dir "$DATA" --log warn token create --email bench@example.test --name bench)
+
+# The server as `flagstaff serve` runs by default (log level info, one worker per core).
+$BIN/flagstaff --data-dir "$DATA" --bind "127.0.0.1:$PORT" serve 2>"$WORK/server.log" &
+PIDS+=("$!")
+for _ in $(seq 100); do
+    $BIN/flagstaff --bind "127.0.0.1:$PORT" --log error healthcheck 2>/dev/null && break
+    sleep 0.1
+done
+
+$BIN/ofrep-bench setup --url "http://127.0.0.1:$PORT" --token "$TOKEN" --out "$WORK/ofrep"
+KEY=$(cat "$WORK/ofrep/key")
+
+$BIN/ofrep-bench bare --bind "127.0.0.1:$BARE_PORT" --dir "$WORK/ofrep" &
+PIDS+=("$!")
+sleep 0.5
+
+cat >"$WORK/post.lua" <<EOF
+local f = io.open("$WORK/ofrep/request.json", "rb")
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $KEY"
+EOF
+
+# wrk prints "Requests/sec: N" and, with --latency, "99% Xms|us|s".
+measure() {
+    local port=$1
+    local out
+    out=$(wrk -t2 -c$CONNECTIONS -d"${DURATION}s" --latency -s "$WORK/post.lua" \
+        "http://127.0.0.1:$port/ofrep/v1/evaluate/flags")
+    local rps p99 non2xx
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    non2xx=$(awk '/Non-2xx or 3xx/ {print $5}' <<<"$out")
+    echo "$rps $p99 ${non2xx:-0}"
+}
+
+echo "== POST /ofrep/v1/evaluate/flags, wrk -t2 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds"
+wrk -t2 -c$CONNECTIONS -d2s -s "$WORK/post.lua" "http://127.0.0.1:$PORT/ofrep/v1/evaluate/flags" >/dev/null
+wrk -t2 -c$CONNECTIONS -d2s -s "$WORK/post.lua" "http://127.0.0.1:$BARE_PORT/ofrep/v1/evaluate/flags" >/dev/null
+declare -A SUM
+SUM[flagstaff]=0; SUM[bare]=0
+for round in $(seq "$ROUNDS"); do
+    for name in flagstaff bare; do
+        case $name in
+            flagstaff) r=$(measure "$PORT") ;;
+            bare) r=$(measure "$BARE_PORT") ;;
+        esac
+        read -r rps p99 non2xx <<<"$r"
+        printf 'round %s  %-10s %10s req/s   p99 %8s   non-2xx/3xx %s\n' "$round" "$name" "$rps" "$p99" "$non2xx"
+        SUM[$name]=$(awk -v a="${SUM[$name]}" -v b="$rps" 'BEGIN {print a + b}')
+    done
+done
+awk -v f="${SUM[flagstaff]}" -v b="${SUM[bare]}" -v n="$ROUNDS" \
+    'BEGIN {printf "mean: flagstaff %.0f req/s, bare %.0f req/s: %.1f%% of bare\n", f/n, b/n, 100*f/b}'
