@@ -18,6 +18,8 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     pub hub: Hub,
     pub settings: Arc<Settings>,
+    /// SDKs' evaluation counts and keys' last use, waiting for the next flush.
+    pub events: Arc<crate::events::Events>,
 }
 
 impl AppState {
@@ -32,6 +34,7 @@ impl AppState {
             keys: Arc::new(keys),
             hub: Hub::new(),
             settings: Arc::new(settings),
+            events: Arc::default(),
         })
     }
 

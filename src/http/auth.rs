@@ -8,6 +8,7 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::store::admin_tokens;
+use crate::store::api_keys::KeyKind;
 use crate::store::users::{Role, User};
 
 /// A person calling `/api/v1` with an admin token (`Authorization: Bearer fs_adm_…`).
@@ -66,5 +67,72 @@ impl FromRequest for Admin {
                 None => Err(ApiError::Unauthorized("the admin token is unknown or revoked".into())),
             }
         })
+    }
+}
+
+/// An SDK key of either kind, found in memory by its hash (no database on this path). 401 when
+/// the key is missing, unknown or revoked. Each use is noted for the key's "last used" time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SdkKey {
+    pub id: i64,
+    /// The one environment this key reads.
+    pub environment_id: i64,
+    pub kind: KeyKind,
+}
+
+impl SdkKey {
+    fn from_request_sync(req: &HttpRequest) -> Result<SdkKey, ApiError> {
+        let state = req
+            .app_data::<web::Data<AppState>>()
+            .ok_or_else(|| ApiError::Internal("application state missing".into()))?;
+        let Some(secret) = bearer(req) else {
+            return Err(ApiError::Unauthorized(
+                "an SDK key is required: Authorization: Bearer <key> or X-API-Key: <key>".into(),
+            ));
+        };
+        let Some(key) = state.keys.find(secret) else {
+            return Err(ApiError::Unauthorized("the SDK key is unknown or revoked".into()));
+        };
+        state.events.touch_key(key.id);
+        Ok(SdkKey {
+            id: key.id,
+            environment_id: key.environment_id,
+            kind: key.kind,
+        })
+    }
+}
+
+impl FromRequest for SdkKey {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<SdkKey, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(SdkKey::from_request_sync(req))
+    }
+}
+
+/// A server key (`fs_srv_…`): reads the bundle and the stream of its environment. 401 when
+/// missing, unknown or revoked; 403 for a client key, which must never see rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerKey {
+    pub id: i64,
+    /// The one environment this key reads.
+    pub environment_id: i64,
+}
+
+impl FromRequest for ServerKey {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<ServerKey, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(SdkKey::from_request_sync(req).and_then(|key| match key.kind {
+            KeyKind::Server => Ok(ServerKey {
+                id: key.id,
+                environment_id: key.environment_id,
+            }),
+            KeyKind::Client => Err(ApiError::Forbidden(
+                "a client key cannot read the bundle or the stream: use a server key".into(),
+            )),
+        }))
     }
 }

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod health;
+pub mod sdk;
 
 use actix_web::web::ServiceConfig;
 
@@ -11,5 +12,6 @@ use actix_web::web::ServiceConfig;
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.configure(health::configure);
     cfg.configure(api::configure);
+    cfg.configure(sdk::configure);
     cfg.configure(admin::configure);
 }

@@ -29,6 +29,7 @@ pub mod insights;
 pub mod projects;
 pub mod segments;
 pub mod served;
+pub mod usage;
 pub mod sessions;
 pub mod users;
 

@@ -116,6 +116,8 @@ impl RealServer {
         let state = state.clone();
         let server = actix_web::HttpServer::new(move || build_app(state.clone()))
             .workers(2)
+            // As `flagstaff serve`: a client that closes its side is gone (ends its SSE stream).
+            .h1_allow_half_closed(false)
             .disable_signals()
             .shutdown_timeout(1)
             .bind(("127.0.0.1", 0))
@@ -129,5 +131,17 @@ impl RealServer {
 
     pub async fn stop(self) {
         self.handle.stop(true).await;
+    }
+}
+
+impl TestApp {
+    /// Like [`TestApp::new`] with settings changed by `change` (e.g. a short stream keep-alive).
+    /// [`TestApp::restart`] goes back to the defaults.
+    pub fn with_settings(change: impl FnOnce(&mut Settings)) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = Settings::with_data_dir(dir.path());
+        change(&mut settings);
+        let state = AppState::open(settings).expect("open app state");
+        TestApp { dir, state }
     }
 }

@@ -12,5 +12,6 @@ mod helpers;
 mod keys;
 mod openapi;
 mod readme;
+mod sdk;
 mod store;
 mod users;

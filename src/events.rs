@@ -1,0 +1,321 @@
+//! What SDKs report and do, aggregated in memory and written to the store in one transaction
+//! per interval (never one per request): evaluation counts per environment, flag, variant and
+//! hour, when each flag was last evaluated, and when each SDK key was last used.
+//!
+//! Recording is a short critical section on a mutex; [`flush`] swaps the pending totals out and
+//! writes them. A flush that fails puts its totals back, so nothing is lost but by a crash.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::AppState;
+use crate::store::usage::{self, HourlyCount};
+use crate::store::{self, Changes};
+
+/// Pending evaluation counts and key uses, waiting for the next flush. One per application.
+#[derive(Default)]
+pub struct Events {
+    pending: Mutex<Pending>,
+    // Apart from the counts so that a big batch being added never delays a bundle request.
+    keys_used: Mutex<HashMap<i64, i64>>,
+}
+
+#[derive(Default, Debug, Clone)]
+struct Pending {
+    counts: HashMap<CountKey, u64>,
+    /// `(environment id, flag key)` → Unix ms.
+    evaluated: HashMap<(i64, Arc<str>), i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CountKey {
+    environment_id: i64,
+    flag: Arc<str>,
+    variant: Arc<str>,
+    /// Unix seconds at the start of the hour.
+    hour: i64,
+}
+
+/// One flag's evaluations to add: `count` times `variant`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Count<'a> {
+    pub flag: &'a str,
+    pub variant: &'a str,
+    pub count: u64,
+}
+
+/// What a flush wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flushed {
+    /// Rows of hourly counts added to.
+    pub counts: usize,
+    /// Flags whose last evaluation time was updated.
+    pub flags: usize,
+    /// Keys whose last use was updated.
+    pub keys: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The maps stay consistent whatever panicked while holding them (each update is one insert).
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Unix seconds at the start of the hour holding `ms` (Unix milliseconds).
+pub fn hour_of(ms: i64) -> i64 {
+    ms.div_euclid(3_600_000) * 3_600
+}
+
+impl Events {
+    /// Adds evaluation counts of one environment, made at `at` (Unix ms): they go into the hour
+    /// holding `at`, and each flag counted is marked as evaluated at `at`. The caller has
+    /// checked that the flags and variants exist.
+    pub fn record<'a>(&self, environment_id: i64, at: i64, counts: impl IntoIterator<Item = Count<'a>>) {
+        let hour = hour_of(at);
+        let mut pending = lock(&self.pending);
+        for Count { flag, variant, count } in counts {
+            let flag: Arc<str> = Arc::from(flag);
+            let key = CountKey {
+                environment_id,
+                flag: flag.clone(),
+                variant: Arc::from(variant),
+                hour,
+            };
+            let total = pending.counts.entry(key).or_default();
+            *total = total.saturating_add(count);
+            let last = pending.evaluated.entry((environment_id, flag)).or_insert(at);
+            *last = (*last).max(at);
+        }
+    }
+
+    /// Notes that an SDK key was used now.
+    pub fn touch_key(&self, key_id: i64) {
+        let now = store::now_ms();
+        lock(&self.keys_used).insert(key_id, now);
+    }
+
+    /// Whether anything waits for a flush.
+    pub fn is_empty(&self) -> bool {
+        let pending = lock(&self.pending);
+        pending.counts.is_empty() && pending.evaluated.is_empty() && lock(&self.keys_used).is_empty()
+    }
+
+    fn take(&self) -> (Pending, HashMap<i64, i64>) {
+        let pending = std::mem::take(&mut *lock(&self.pending));
+        let keys = std::mem::take(&mut *lock(&self.keys_used));
+        (pending, keys)
+    }
+
+    /// Puts back what a failed flush took.
+    fn restore(&self, taken: Pending, keys: HashMap<i64, i64>) {
+        let mut pending = lock(&self.pending);
+        for (key, count) in taken.counts {
+            let total = pending.counts.entry(key).or_default();
+            *total = total.saturating_add(count);
+        }
+        for (key, at) in taken.evaluated {
+            let last = pending.evaluated.entry(key).or_insert(at);
+            *last = (*last).max(at);
+        }
+        drop(pending);
+        let mut used = lock(&self.keys_used);
+        for (id, at) in keys {
+            let last = used.entry(id).or_insert(at);
+            *last = (*last).max(at);
+        }
+    }
+}
+
+/// Writes everything pending in one transaction. On failure the totals are kept for the next
+/// flush and the error is returned.
+pub async fn flush(state: &AppState) -> store::Result<Flushed> {
+    let (pending, keys) = state.events.take();
+    if pending.counts.is_empty() && pending.evaluated.is_empty() && keys.is_empty() {
+        return Ok(Flushed::default());
+    }
+    let taken = Arc::new((pending, keys));
+    let rows = taken.clone();
+    let result = state
+        .write(move |tx| {
+            let (pending, keys) = &*rows;
+            let counts: Vec<HourlyCount> = pending
+                .counts
+                .iter()
+                .map(|(k, &count)| HourlyCount {
+                    environment_id: k.environment_id,
+                    flag_key: k.flag.to_string(),
+                    variant: k.variant.to_string(),
+                    hour: k.hour,
+                    count: i64::try_from(count).unwrap_or(i64::MAX),
+                })
+                .collect();
+            let evaluated: Vec<(i64, String, i64)> = pending
+                .evaluated
+                .iter()
+                .map(|((env, flag), &at)| (*env, flag.to_string(), at))
+                .collect();
+            let used: Vec<(i64, i64)> = keys.iter().map(|(&id, &at)| (id, at)).collect();
+            usage::add_counts(tx, &counts)?;
+            usage::mark_evaluated(tx, &evaluated)?;
+            usage::mark_keys_used(tx, &used)?;
+            let flushed = Flushed {
+                counts: counts.len(),
+                flags: evaluated.len(),
+                keys: used.len(),
+            };
+            // Usage is not configuration: no environment's revision moves.
+            Ok((flushed, Changes::default()))
+        })
+        .await;
+    if result.is_err() {
+        let (pending, keys) = Arc::try_unwrap(taken).unwrap_or_else(|shared| (*shared).clone());
+        state.events.restore(pending, keys);
+    }
+    result
+}
+
+/// The background task that flushes every `--events-flush-secs`. Dropping it or calling
+/// [`Flusher::shutdown`] stops it after one last flush.
+pub struct Flusher {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts flushing every `--events-flush-secs` on the current tokio runtime. Call once at start
+/// (`flagstaff serve` does) and [`Flusher::shutdown`] at the end so the last counts are kept.
+pub fn spawn_flusher(state: AppState) -> Flusher {
+    let period = Duration::from_secs(state.settings.serve.events_flush_secs.max(1));
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => flush_logged(&state).await,
+                _ = &mut stopped => break,
+            }
+        }
+        flush_logged(&state).await;
+    });
+    Flusher {
+        stop: Some(stop),
+        task,
+    }
+}
+
+async fn flush_logged(state: &AppState) {
+    match flush(state).await {
+        Ok(f) if f == Flushed::default() => {}
+        Ok(f) => tracing::debug!(
+            counts = f.counts,
+            flags = f.flags,
+            keys = f.keys,
+            "SDK usage written"
+        ),
+        Err(e) => tracing::error!(error = %e, "writing SDK usage failed; it is kept for the next try"),
+    }
+}
+
+impl Flusher {
+    /// Stops the timer, writes what is pending, and returns when that is done.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Err(e) = (&mut self.task).await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        // The task sees the sender dropped and ends after a last flush.
+        self.stop.take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_start_on_the_hour() {
+        assert_eq!(hour_of(0), 0);
+        assert_eq!(hour_of(3_599_999), 0);
+        assert_eq!(hour_of(3_600_000), 3_600);
+        assert_eq!(hour_of(1_700_000_123_456), 1_699_999_200);
+    }
+
+    #[test]
+    fn counts_of_the_same_hour_add_up_and_restore_merges() {
+        let events = Events::default();
+        let at = 1_700_000_000_000;
+        events.record(
+            1,
+            at,
+            [Count {
+                flag: "a",
+                variant: "on",
+                count: 2,
+            }],
+        );
+        events.record(
+            1,
+            at + 1_000,
+            [Count {
+                flag: "a",
+                variant: "on",
+                count: 3,
+            }],
+        );
+        events.record(
+            1,
+            at,
+            [Count {
+                flag: "a",
+                variant: "off",
+                count: u64::MAX,
+            }],
+        );
+        events.record(
+            1,
+            at,
+            [Count {
+                flag: "a",
+                variant: "off",
+                count: 1,
+            }],
+        );
+        let (pending, keys) = events.take();
+        assert!(events.is_empty());
+        let on = CountKey {
+            environment_id: 1,
+            flag: "a".into(),
+            variant: "on".into(),
+            hour: hour_of(at),
+        };
+        assert_eq!(pending.counts[&on], 5);
+        let off = CountKey {
+            variant: "off".into(),
+            ..on.clone()
+        };
+        assert_eq!(pending.counts[&off], u64::MAX, "totals saturate");
+        assert_eq!(pending.evaluated[&(1, Arc::from("a"))], at + 1_000);
+
+        events.record(
+            1,
+            at,
+            [Count {
+                flag: "a",
+                variant: "on",
+                count: 1,
+            }],
+        );
+        events.restore(pending, keys);
+        let (pending, _) = events.take();
+        assert_eq!(pending.counts[&on], 6);
+    }
+}

@@ -1,0 +1,258 @@
+//! `POST /sdk/v1/events`: evaluation counts aggregated by an SDK,
+//! `{"start", "end", "counts": [{"flag", "variant", "count"}]}`. They are added in memory and
+//! written with everything else pending at the next flush (`crate::events`).
+
+use actix_web::http::header;
+use actix_web::web::{self, BytesMut};
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::StreamExt as _;
+use serde_json::{Map, Value, json};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::events::Count;
+use crate::http::auth::SdkKey;
+use crate::store::api_keys::KeyKind;
+
+/// Largest body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Most entries in `counts`.
+pub const MAX_COUNTS: usize = 10_000;
+/// Largest `count` of one entry.
+pub const MAX_COUNT: u64 = 1_000_000_000_000;
+/// Longest flag key or variant key (the model's limit for flag keys).
+const MAX_KEY_LEN: usize = 128;
+
+pub async fn events(
+    key: SdkKey,
+    req: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let too_large = || ApiError::PayloadTooLarge(format!("the body is larger than {MAX_BODY_BYTES} bytes"));
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(4096).min(MAX_BODY_BYTES));
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("the body could not be read: {e}"), None))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}"), None))?;
+    let batch = Batch::parse(&value)?;
+
+    let snapshot = state
+        .snapshots
+        .get(key.environment_id)
+        .ok_or_else(|| ApiError::NotFound("the key's environment".into()))?;
+    // A client's clock may run ahead: nothing is counted in the future.
+    let at = batch.end.min(crate::store::now_ms());
+    let known = |c: &Count<'_>| {
+        snapshot.engine.flag(c.flag).is_some_and(|flag| {
+            // A client key only ever evaluates client-side flags.
+            (key.kind == KeyKind::Server || flag.is_client_side())
+                && flag.variations().any(|(variant, _)| variant == c.variant)
+        })
+    };
+    let (counts, ignored): (Vec<Count<'_>>, Vec<Count<'_>>) = batch.counts.into_iter().partition(known);
+    let accepted = counts.len();
+    crate::metrics::record_evaluations("sdk", counts.iter().map(|c| c.count).sum());
+    state
+        .events
+        .record(key.environment_id, at, counts.into_iter().filter(|c| c.count > 0));
+    Ok(HttpResponse::Accepted().json(json!({"accepted": accepted, "ignored": ignored.len()})))
+}
+
+/// A parsed batch. Flags and variants are not yet checked against the environment.
+struct Batch<'a> {
+    end: i64,
+    counts: Vec<Count<'a>>,
+}
+
+impl<'a> Batch<'a> {
+    fn parse(value: &'a Value) -> Result<Batch<'a>, ApiError> {
+        let object = value
+            .as_object()
+            .ok_or_else(|| ApiError::bad_request("the body must be a JSON object", None))?;
+        let start = time_field(object, "start")?;
+        let end = time_field(object, "end")?;
+        if end < start {
+            return Err(ApiError::bad_request("end is before start", Some("end")));
+        }
+        let entries = object
+            .get("counts")
+            .ok_or_else(|| ApiError::bad_request("counts is required", Some("counts")))?
+            .as_array()
+            .ok_or_else(|| ApiError::bad_request("counts must be an array", Some("counts")))?;
+        if entries.len() > MAX_COUNTS {
+            return Err(ApiError::bad_request(
+                format!(
+                    "counts has {} entries; at most {MAX_COUNTS} are accepted per request",
+                    entries.len()
+                ),
+                Some("counts"),
+            ));
+        }
+        let counts = entries
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| count(i, entry))
+            .collect::<Result<_, _>>()?;
+        Ok(Batch { end, counts })
+    }
+}
+
+fn count(i: usize, entry: &Value) -> Result<Count<'_>, ApiError> {
+    let path = |field: &str| format!("counts[{i}]{field}");
+    let entry = entry
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("must be an object", Some(&path(""))))?;
+    let key = |field: &str| -> Result<&str, ApiError> {
+        let path = path(&format!(".{field}"));
+        match entry.get(field) {
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_KEY_LEN => Ok(s),
+            Some(Value::String(_)) => Err(ApiError::bad_request(
+                format!("{field} must be 1 to {MAX_KEY_LEN} characters long"),
+                Some(&path),
+            )),
+            Some(_) => Err(ApiError::bad_request(
+                format!("{field} must be a string"),
+                Some(&path),
+            )),
+            None => Err(ApiError::bad_request(format!("{field} is required"), Some(&path))),
+        }
+    };
+    let flag = key("flag")?;
+    let variant = key("variant")?;
+    let count = match entry.get("count") {
+        Some(n) => n.as_u64().filter(|&n| n <= MAX_COUNT).ok_or_else(|| {
+            ApiError::bad_request(
+                format!("count must be a whole number from 0 to {MAX_COUNT}"),
+                Some(&path(".count")),
+            )
+        })?,
+        None => return Err(ApiError::bad_request("count is required", Some(&path(".count")))),
+    };
+    Ok(Count { flag, variant, count })
+}
+
+/// A time: Unix milliseconds, or an RFC 3339 string.
+fn time_field(object: &Map<String, Value>, field: &str) -> Result<i64, ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            format!("{field} must be a time: Unix milliseconds or an RFC 3339 string"),
+            Some(field),
+        )
+    };
+    match object.get(field) {
+        None => Err(ApiError::bad_request(format!("{field} is required"), Some(field))),
+        Some(Value::Number(n)) => n.as_i64().filter(|&ms| ms >= 0).ok_or_else(invalid),
+        Some(Value::String(s)) => {
+            let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| invalid())?;
+            i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+                .ok()
+                .filter(|&ms| ms >= 0)
+                .ok_or_else(invalid)
+        }
+        Some(_) => Err(invalid()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_path(body: Value) -> Option<String> {
+        match Batch::parse(&body) {
+            Ok(_) => None,
+            Err(ApiError::BadRequest { path, .. }) => Some(path.unwrap_or_default()),
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+
+    #[test]
+    fn times_are_unix_ms_or_rfc3339() {
+        let end = |body: Value| Batch::parse(&body).map(|b| b.end).ok();
+        assert_eq!(
+            end(json!({"start": "2024-05-01T10:00:00Z", "end": 1714557660000u64, "counts": []})),
+            Some(1_714_557_660_000)
+        );
+        assert_eq!(
+            end(json!({"start": 0, "end": "2024-05-01T12:00:00.5+02:00", "counts": []})),
+            Some(1_714_557_600_500)
+        );
+    }
+
+    #[test]
+    fn every_mistake_names_its_field() {
+        let ok = json!({"flag": "a", "variant": "on", "count": 1});
+        assert_eq!(error_path(json!({"start": 0, "end": 1, "counts": [ok]})), None);
+        assert_eq!(error_path(json!([])), Some(String::new()));
+        assert_eq!(
+            error_path(json!({"end": 1, "counts": []})).as_deref(),
+            Some("start")
+        );
+        assert_eq!(
+            error_path(json!({"start": "yesterday", "end": 1, "counts": []})).as_deref(),
+            Some("start")
+        );
+        assert_eq!(
+            error_path(json!({"start": -5, "end": 1, "counts": []})).as_deref(),
+            Some("start")
+        );
+        assert_eq!(
+            error_path(json!({"start": 2, "end": 1, "counts": []})).as_deref(),
+            Some("end")
+        );
+        assert_eq!(
+            error_path(json!({"start": 0, "end": 1})).as_deref(),
+            Some("counts")
+        );
+        assert_eq!(
+            error_path(json!({"start": 0, "end": 1, "counts": {}})).as_deref(),
+            Some("counts")
+        );
+        let bad = |entry: Value| error_path(json!({"start": 0, "end": 1, "counts": [ok, entry]}));
+        assert_eq!(bad(json!(3)).as_deref(), Some("counts[1]"));
+        assert_eq!(
+            bad(json!({"variant": "on", "count": 1})).as_deref(),
+            Some("counts[1].flag")
+        );
+        assert_eq!(
+            bad(json!({"flag": "", "variant": "on", "count": 1})).as_deref(),
+            Some("counts[1].flag")
+        );
+        assert_eq!(
+            bad(json!({"flag": "a", "variant": 1, "count": 1})).as_deref(),
+            Some("counts[1].variant")
+        );
+        assert_eq!(
+            bad(json!({"flag": "a", "variant": "on", "count": -1})).as_deref(),
+            Some("counts[1].count")
+        );
+        assert_eq!(
+            bad(json!({"flag": "a", "variant": "on", "count": 1.5})).as_deref(),
+            Some("counts[1].count")
+        );
+        assert_eq!(
+            bad(json!({"flag": "a", "variant": "on"})).as_deref(),
+            Some("counts[1].count")
+        );
+        let many: Vec<Value> = (0..=MAX_COUNTS).map(|_| ok.clone()).collect();
+        assert_eq!(
+            error_path(json!({"start": 0, "end": 1, "counts": many})).as_deref(),
+            Some("counts")
+        );
+    }
+}

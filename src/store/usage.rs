@@ -1,0 +1,93 @@
+//! What SDKs did: hourly evaluation counts per environment, flag and variant, when each flag
+//! was last evaluated, and when each SDK key was last used. Written in one transaction per
+//! flush interval by `crate::events`, read by the insights pages.
+
+use rusqlite::{Connection, params};
+
+use super::Result;
+
+/// Evaluations of one variant of one flag in one environment during one hour.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HourlyCount {
+    pub environment_id: i64,
+    pub flag_key: String,
+    pub variant: String,
+    /// Unix seconds at the start of the hour.
+    pub hour: i64,
+    pub count: i64,
+}
+
+/// Adds counts to what is stored (creating the rows as needed). Counts of an environment that no
+/// longer exists are dropped. Totals saturate at `i64::MAX` rather than fail.
+pub fn add_counts(conn: &Connection, counts: &[HourlyCount]) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO evaluation_counts (environment_id, flag_key, variant, hour, count)
+         SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM environments WHERE id = ?1)
+         ON CONFLICT (environment_id, flag_key, variant, hour) DO UPDATE SET count =
+           CASE WHEN count > 9223372036854775807 - excluded.count THEN 9223372036854775807
+                ELSE count + excluded.count END",
+    )?;
+    for c in counts {
+        stmt.execute(params![c.environment_id, c.flag_key, c.variant, c.hour, c.count])?;
+    }
+    Ok(())
+}
+
+/// Records when flags were last evaluated: `(environment id, flag key, Unix ms)`. A time older
+/// than the stored one leaves it alone.
+pub fn mark_evaluated(conn: &Connection, evaluated: &[(i64, String, i64)]) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO flag_last_evaluated (environment_id, flag_key, at)
+         SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM environments WHERE id = ?1)
+         ON CONFLICT (environment_id, flag_key) DO UPDATE SET at = max(at, excluded.at)",
+    )?;
+    for (environment_id, flag_key, at) in evaluated {
+        stmt.execute(params![environment_id, flag_key, at])?;
+    }
+    Ok(())
+}
+
+/// Records when SDK keys were last used: `(key id, Unix ms)`.
+pub fn mark_keys_used(conn: &Connection, used: &[(i64, i64)]) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?2) WHERE id = ?1",
+    )?;
+    for (id, at) in used {
+        stmt.execute(params![id, at])?;
+    }
+    Ok(())
+}
+
+/// The hourly counts of an environment from `since_hour` (Unix seconds) on, optionally of one
+/// flag, ordered by flag, hour and variant.
+pub fn counts(
+    conn: &Connection,
+    environment_id: i64,
+    flag_key: Option<&str>,
+    since_hour: i64,
+) -> Result<Vec<HourlyCount>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT environment_id, flag_key, variant, hour, count FROM evaluation_counts
+         WHERE environment_id = ?1 AND hour >= ?2 AND (?3 IS NULL OR flag_key = ?3)
+         ORDER BY flag_key, hour, variant",
+    )?;
+    let rows = stmt.query_map(params![environment_id, since_hour, flag_key], |r| {
+        Ok(HourlyCount {
+            environment_id: r.get(0)?,
+            flag_key: r.get(1)?,
+            variant: r.get(2)?,
+            hour: r.get(3)?,
+            count: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// When each flag of an environment was last evaluated (Unix ms), by flag key.
+pub fn last_evaluated(conn: &Connection, environment_id: i64) -> Result<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT flag_key, at FROM flag_last_evaluated WHERE environment_id = ?1 ORDER BY flag_key",
+    )?;
+    let rows = stmt.query_map([environment_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
