@@ -760,8 +760,8 @@ impl EditorPage {
 
     fn serve_errors(&self, path: impl AsRef<str>) -> Vec<String> {
         let path = path.as_ref();
-        let mut out = self.state_errors_at(&format!("{path}.variation"));
-        out.extend(self.state_errors_at(&format!("{path}.rollout")));
+        let mut out = self.state_errors_at(format!("{path}.variation"));
+        out.extend(self.state_errors_at(format!("{path}.rollout")));
         out
     }
 }

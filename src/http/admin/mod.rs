@@ -13,19 +13,19 @@
 
 mod account;
 mod assets;
-// mod audit;
-// mod backup;
+mod audit;
+mod backup;
 mod bootstrap;
-// mod diff;
+mod diff;
 mod editor;
 mod flags;
 mod form;
 mod insights;
-// mod keys;
+mod keys;
 mod projects;
-// mod segments;
+mod segments;
 pub mod session;
-// mod users;
+mod users;
 mod view;
 
 use actix_web::http::StatusCode;
@@ -78,9 +78,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         ("/setup", account::configure_setup),
         ("/account", account::configure_account),
         ("/projects", projects::configure),
-        // ("/users", users::configure),
-        // ("/audit", audit::configure),
-        // ("/backup", backup::configure),
+        ("/users", users::configure),
+        ("/audit", audit::configure),
+        ("/backup", backup::configure),
     ] {
         cfg.service(
             web::scope(prefix)

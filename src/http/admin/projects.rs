@@ -8,7 +8,7 @@ use flagstaff_eval::model::EnvironmentInfo;
 
 use super::session::{self, AdminSession, Posted};
 use super::view::{self, FieldErrors, Layout, display_name};
-use super::{PageError, flags, insights, ok, render, see_other};
+use super::{PageError, flags, insights, keys, ok, render, see_other, segments};
 use crate::AppState;
 use crate::store::environments::{self, EnvironmentUpdate};
 use crate::store::projects::{self, NewProject, ProjectUpdate};
@@ -32,6 +32,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
             web::post().to(delete_environment),
         );
     flags::configure(cfg);
+    segments::configure(cfg);
+    keys::configure(cfg);
     insights::configure(cfg);
 }
 

@@ -2,6 +2,7 @@
 //! Origin checks, roles, throttling, and each page's HTML. `browser` drives headless Chromium.
 
 // mod browser;
+mod manage;
 mod pages;
 mod sign_in;
 

@@ -1,0 +1,256 @@
+//! SDK keys of a project's environments (admins only): create (the secret is shown once, with
+//! a copy button), list with last use, revoke. The audit rows have the shape the API writes.
+
+use actix_web::http::StatusCode;
+use actix_web::web::{self, ServiceConfig};
+use actix_web::{HttpRequest, HttpResponse};
+use askama::Template;
+use serde_json::json;
+
+use super::projects::frame;
+use super::session::{self, AdminSession, Posted};
+use super::view::{self, FieldErrors, Layout, display_name};
+use super::{PageError, ok, render, see_other};
+use crate::AppState;
+use crate::store::api_keys::{self, KeyKind};
+use crate::store::audit::{self, Entity};
+use crate::store::users::Role;
+use crate::store::{Changes, StoreError, environments, now_ms, projects};
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.route("/{project}/keys", web::get().to(page))
+        .route("/{project}/keys", web::post().to(create))
+        .route("/{project}/keys/{env}/{id}/revoke", web::post().to(revoke));
+}
+
+struct KeyRow {
+    id: i64,
+    kind: &'static str,
+    name: String,
+    prefix: String,
+    created: String,
+    last_used: String,
+    revoked: Option<String>,
+}
+
+struct EnvKeys {
+    key: String,
+    name: String,
+    keys: Vec<KeyRow>,
+}
+
+/// A key just created: its secret, shown this once.
+struct Created {
+    env_name: String,
+    kind: &'static str,
+    name: String,
+    secret: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/keys.html")]
+struct KeysPage {
+    layout: Layout,
+    environments: Vec<EnvKeys>,
+    created: Option<Created>,
+    errors: FieldErrors,
+    name: String,
+    env: String,
+    kind: String,
+}
+
+#[derive(serde::Deserialize)]
+struct NoticeQuery {
+    notice: Option<String>,
+}
+
+async fn view(
+    state: &AppState,
+    session: &AdminSession,
+    project: &str,
+    notice: Option<&str>,
+) -> Result<KeysPage, PageError> {
+    let layout = frame(state, session, project, "API keys", "keys")
+        .await?
+        .notice(notice);
+    let p = project.to_owned();
+    let envs = state
+        .store
+        .read(move |conn| {
+            let head = projects::head(conn, &p)?;
+            let mut out = Vec::new();
+            for env in environments::list_in(conn, head.id)? {
+                let keys = api_keys::list(conn, env.id)?;
+                out.push((env, keys));
+            }
+            Ok(out)
+        })
+        .await?;
+    let now = now_ms();
+    Ok(KeysPage {
+        layout,
+        environments: envs
+            .into_iter()
+            .map(|(env, keys)| EnvKeys {
+                name: display_name(&env.name, &env.key).to_owned(),
+                key: env.key,
+                keys: keys
+                    .into_iter()
+                    .map(|k| KeyRow {
+                        id: k.id,
+                        kind: k.kind.as_str(),
+                        name: k.name,
+                        prefix: k.prefix,
+                        created: view::when(k.created_at),
+                        last_used: k
+                            .last_used_at
+                            .map(|t| view::ago(t, now))
+                            .unwrap_or_else(|| "never".to_owned()),
+                        revoked: k.revoked_at.map(view::when),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        created: None,
+        errors: FieldErrors::default(),
+        name: String::new(),
+        env: String::new(),
+        kind: "server".to_owned(),
+    })
+}
+
+async fn page(
+    req: HttpRequest,
+    session: AdminSession,
+    path: web::Path<String>,
+    query: web::Query<NoticeQuery>,
+) -> Result<HttpResponse, PageError> {
+    session.require(Role::Admin)?;
+    let state = session::state(&req)?;
+    ok(&view(&state, &session, &path, query.notice.as_deref()).await?)
+}
+
+fn key_entity<'a>(id: &'a str, project: &'a str, environment: &'a str) -> Entity<'a> {
+    Entity {
+        kind: "api_key",
+        key: Some(id),
+        project: Some(project),
+        environment: Some(environment),
+    }
+}
+
+async fn create(
+    req: HttpRequest,
+    posted: Posted,
+    path: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    posted.require(Role::Admin)?;
+    let state = session::state(&req)?;
+    let project = path.into_inner();
+    let form = &posted.form;
+    let name = form.text("name").to_owned();
+    let env = form.text("environment").to_owned();
+    let kind_text = form.text("kind").to_owned();
+    let mut errors = FieldErrors::default();
+    let kind = KeyKind::parse(&kind_text);
+    if kind.is_none() {
+        errors.add("kind", "Choose server or client.");
+    }
+    if name.is_empty() || name.chars().count() > 100 {
+        errors.add(
+            "name",
+            "Give the key a name (1 to 100 characters), e.g. the service that uses it.",
+        );
+    }
+    if let (Some(kind), true) = (kind, errors.is_empty()) {
+        let (actor, p, e, n) = (posted.session.actor(), project.clone(), env.clone(), name.clone());
+        let result = state
+            .write(move |tx| {
+                let environment = environments::get(tx, &p, &e)?;
+                let (id, secret) = api_keys::create(tx, environment.id, kind, &n, actor.user_id)?;
+                let prefix: String = secret.chars().take(12).collect();
+                let after = json!({"id": id, "kind": kind.as_str(), "name": n, "prefix": prefix});
+                audit::record(
+                    tx,
+                    &actor,
+                    "create",
+                    key_entity(&id.to_string(), &p, &e),
+                    None,
+                    Some(&after),
+                )?;
+                let env_name = display_name(&environment.name, &environment.key).to_owned();
+                Ok((
+                    (env_name, secret),
+                    Changes {
+                        api_keys: true,
+                        ..Changes::default()
+                    },
+                ))
+            })
+            .await;
+        match result {
+            Ok((env_name, secret)) => {
+                let mut page = view(&state, &posted.session, &project, None).await?;
+                page.created = Some(Created {
+                    env_name,
+                    kind: kind.as_str(),
+                    name,
+                    secret,
+                });
+                // The secret is in this page only: it must not be kept by a cache.
+                return render(StatusCode::CREATED, &page);
+            }
+            Err(StoreError::NotFound { what }) => errors.add("environment", format!("{what} not found")),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut page = view(&state, &posted.session, &project, None).await?;
+    page.errors = errors;
+    page.name = name;
+    page.env = env;
+    page.kind = kind_text;
+    render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+}
+
+async fn revoke(
+    req: HttpRequest,
+    posted: Posted,
+    path: web::Path<(String, String, i64)>,
+) -> Result<HttpResponse, PageError> {
+    posted.require(Role::Admin)?;
+    let state = session::state(&req)?;
+    let (project, env, id) = path.into_inner();
+    let (actor, p) = (posted.session.actor(), project.clone());
+    state
+        .write(move |tx| {
+            let environment = environments::get(tx, &p, &env)?;
+            let before = api_keys::list(tx, environment.id)?
+                .into_iter()
+                .find(|k| k.id == id && k.revoked_at.is_none());
+            let Some(before) = before else {
+                return Err(StoreError::not_found(format!(
+                    "key {id} (or it is already revoked)"
+                )));
+            };
+            api_keys::revoke(tx, environment.id, id)?;
+            let before =
+                json!({"id": id, "kind": before.kind.as_str(), "name": before.name, "prefix": before.prefix});
+            audit::record(
+                tx,
+                &actor,
+                "revoke",
+                key_entity(&id.to_string(), &p, &env),
+                Some(&before),
+                None,
+            )?;
+            Ok((
+                (),
+                Changes {
+                    api_keys: true,
+                    ..Changes::default()
+                },
+            ))
+        })
+        .await?;
+    Ok(see_other(&format!("/projects/{project}/keys?notice=revoked")))
+}
