@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod events;
 pub mod http;
 pub mod hub;
 pub mod keys;

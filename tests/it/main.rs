@@ -13,5 +13,6 @@ mod keys;
 mod openapi;
 mod readme;
 mod sdk;
+mod sdk_rust;
 mod store;
 mod users;
