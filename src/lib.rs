@@ -6,7 +6,6 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod events;
-pub mod events;
 pub mod http;
 pub mod hub;
 pub mod keys;
