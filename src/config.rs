@@ -103,15 +103,6 @@ pub struct AdminArgs {
     #[arg(long, env = "FLAGSTAFF_SESSION_MAX_HOURS", default_value_t = AdminArgs::DEFAULT_SESSION_MAX_HOURS,
           value_parser = clap::value_parser!(u64).range(1..=8760), global = true)]
     pub session_max_hours: u64,
-    /// Take the client address for sign-in throttling from `X-Forwarded-For`/`Forwarded`
-    /// (set this only behind a reverse proxy that sets those headers).
-    #[arg(
-        long,
-        env = "FLAGSTAFF_TRUST_FORWARDED_FOR",
-        default_value_t = false,
-        global = true
-    )]
-    pub trust_forwarded_for: bool,
 }
 
 /// When the session cookie is marked `Secure`.
@@ -134,7 +125,6 @@ impl Default for AdminArgs {
             secure_cookies: SecureCookies::Auto,
             session_idle_minutes: Self::DEFAULT_SESSION_IDLE_MINUTES,
             session_max_hours: Self::DEFAULT_SESSION_MAX_HOURS,
-            trust_forwarded_for: false,
         }
     }
 }

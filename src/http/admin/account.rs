@@ -164,7 +164,7 @@ async fn sign_in(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Pag
         return sign_in_response(&state, &req, StatusCode::BAD_REQUEST, &email, &next, Some(error));
     }
 
-    let client = client_address(&state, &req);
+    let client = client_address(&req);
     let now = now_ms();
     let (lookup_email, lookup_client) = (email.clone(), client.clone());
     let (by_account, by_client) = state
@@ -446,7 +446,7 @@ async fn change_password(req: HttpRequest, posted: Posted) -> Result<HttpRespons
     }
 
     let now = now_ms();
-    let (email, client) = (session.user.email.clone(), client_address(&state, &req));
+    let (email, client) = (session.user.email.clone(), client_address(&req));
     let (lookup_email, lookup_client) = (email.clone(), client.clone());
     let (by_account, _) = state
         .store

@@ -166,19 +166,20 @@ struct Chart {
     table: Vec<(String, Vec<i64>)>,
 }
 
-/// A round number at or above `n` (1, 2 or 5 times a power of ten).
-fn nice_ceiling(n: i64) -> i64 {
-    if n <= 0 {
-        return 1;
-    }
-    let mut step = 1i64;
+/// The scale of a chart whose tallest bar is `n`: a round step (1, 2 or 5 times a power of
+/// ten) giving at most five intervals, and the top of the scale (a multiple of the step).
+fn scale(n: i64) -> (i64, i64) {
+    let n = n.max(1);
+    let mut magnitude = 1i64;
     loop {
         for m in [1, 2, 5] {
-            if step.saturating_mul(m) >= n {
-                return step * m;
+            let step = magnitude.saturating_mul(m);
+            let intervals = (n + step - 1) / step;
+            if intervals <= 5 {
+                return (step, intervals * step);
             }
         }
-        step = step.saturating_mul(10);
+        magnitude = magnitude.saturating_mul(10);
     }
 }
 
@@ -220,7 +221,8 @@ fn chart(counts: &[usage::HourlyCount], variations: &[String], range: Range, now
         grid[i][v] = grid[i][v].saturating_add(c.count);
     }
     let totals: Vec<i64> = grid.iter().map(|row| row.iter().sum()).collect();
-    let max = nice_ceiling(totals.iter().copied().max().unwrap_or(0));
+    let (step, max) = scale(totals.iter().copied().max().unwrap_or(0));
+    let ticks = max / step;
 
     let (width, height, left, right, top, bottom) = (720i64, 260i64, 56i64, 712i64, 12i64, 224i64);
     let slot = (right - left) / n as i64;
@@ -248,17 +250,15 @@ fn chart(counts: &[usage::HourlyCount], variations: &[String], range: Range, now
             });
         }
     }
-    let y_labels = (0..=4)
-        .map(|k| {
-            let value = max * k / 4;
-            Label {
-                x: left - 6,
-                y: bottom - (bottom - top) * k / 4 + 4,
-                text: value.to_string(),
-            }
+    let y_at = |value: i64| bottom - ((bottom - top) as f64 * value as f64 / max as f64).round() as i64;
+    let y_labels = (0..=ticks)
+        .map(|k| Label {
+            x: left - 6,
+            y: y_at(k * step) + 4,
+            text: (k * step).to_string(),
         })
         .collect();
-    let grid_lines = (1..=4).map(|k| bottom - (bottom - top) * k / 4).collect();
+    let grid_lines = (1..=ticks).map(|k| y_at(k * step)).collect();
     let every = (n / 6).max(1);
     let x_labels = (0..n)
         .step_by(every)
@@ -507,12 +507,13 @@ mod tests {
     use flagstaff_eval::model::{FlagKind, FlagType, Rollout, WeightedVariation};
 
     #[test]
-    fn nice_ceilings() {
-        assert_eq!(nice_ceiling(0), 1);
-        assert_eq!(nice_ceiling(3), 5);
-        assert_eq!(nice_ceiling(7), 10);
-        assert_eq!(nice_ceiling(120), 200);
-        assert_eq!(nice_ceiling(1000), 1000);
+    fn scales_use_round_steps() {
+        assert_eq!(scale(0), (1, 1));
+        assert_eq!(scale(3), (1, 3));
+        assert_eq!(scale(7), (2, 8));
+        assert_eq!(scale(41), (10, 50));
+        assert_eq!(scale(1555), (500, 2000));
+        assert_eq!(scale(1000), (200, 1000));
     }
 
     #[test]

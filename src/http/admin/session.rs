@@ -341,20 +341,11 @@ pub fn sign_in_cookie(state: &AppState, req: &HttpRequest, token: String) -> Coo
         .finish()
 }
 
-/// The client address sign-in throttling counts failures by.
-pub fn client_address(state: &AppState, req: &HttpRequest) -> String {
-    if state.settings.serve.admin.trust_forwarded_for
-        && let Some(addr) = req.connection_info().realip_remote_addr()
-    {
-        // `realip_remote_addr` may carry a port; an IPv6 address is in brackets then.
-        let addr = addr.trim();
-        if let Ok(sock) = addr.parse::<std::net::SocketAddr>() {
-            return sock.ip().to_string();
-        }
-        return addr.to_owned();
-    }
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
+/// The client address sign-in throttling counts failures by: the peer, or behind trusted
+/// reverse proxies (`--trusted-proxies`) the address they report.
+pub fn client_address(req: &HttpRequest) -> String {
+    crate::ops::proxy::client_ip(req)
+        .map(|ip| ip.to_string())
         .unwrap_or_else(|| "unknown".to_owned())
 }
 

@@ -1,0 +1,91 @@
+//! The admin pages in headless Chromium: `tests/js/admin-pages.mjs` drives Debian's
+//! `/usr/bin/chromium` with puppeteer-core against a real server on a loopback socket.
+//! Screenshots land in `artifacts/screenshots/` (desktop and phone widths).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use flagstaff::store::users::Role;
+
+use super::{PASSWORD, user};
+use crate::helpers::{RealServer, TestApp};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Fails (never skips) when a tool the test needs is missing.
+fn require(path: &Path, what: &str) {
+    assert!(
+        path.exists(),
+        "{what} is missing ({}): run `bash scripts/install-test-deps.sh`",
+        path.display()
+    );
+}
+
+fn node() -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("node"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| panic!("node is not installed: run `bash scripts/install-test-deps.sh`"))
+}
+
+#[actix_web::test]
+async fn the_admin_pages_work_in_a_real_browser() {
+    require(Path::new("/usr/bin/chromium"), "Debian's chromium");
+    require(
+        &root().join("tests/js/node_modules/puppeteer-core"),
+        "tests/js/node_modules/puppeteer-core",
+    );
+    let app = TestApp::new();
+    let admin = user(&app, "admin@example.com", Role::Admin);
+    let viewer = user(&app, "viewer@example.com", Role::Viewer);
+    let locked = user(&app, "locked@example.com", Role::Editor);
+    let server = RealServer::start(&app.state);
+    let shots = root().join("artifacts/screenshots");
+    let script = root().join("tests/js/admin-pages.mjs");
+    let url = server.url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(node())
+            .current_dir(root().join("tests/js"))
+            .arg(script)
+            .args([url.as_str(), &admin, &viewer, &locked, PASSWORD])
+            .arg(&shots)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .expect("the browser script's thread");
+    server.stop().await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the browser test failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    for step in [
+        "[toggle production] toggled on in production after the confirmation, without a reload",
+        "[bundle] the bundle serves the toggle, the rule and the rollout",
+        "[csrf] a POST without the CSRF token is refused with 403",
+        "[viewer] a viewer sees no toggle; a forged toggle is 403",
+        "[throttling] sign-ins are throttled after 5 failures (429)",
+        "[end] ok",
+    ] {
+        assert!(
+            stdout.contains(step),
+            "missing step {step:?} in:\n{stdout}\n{stderr}"
+        );
+    }
+    for name in ["flags-desktop.png", "flags-phone.png", "editor-phone.png"] {
+        let file = root().join("artifacts/screenshots").join(name);
+        assert!(
+            std::fs::metadata(&file).is_ok_and(|m| m.len() > 1000),
+            "{} was not written",
+            file.display()
+        );
+    }
+}
