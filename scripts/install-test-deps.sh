@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use (browser tests, HTTP load, reverse proxy).
-APT_PACKAGES=(chromium)
+APT_PACKAGES=(chromium nginx)
 # The README's API session runs as written, with curl (tests/it/readme.rs).
 APT_PACKAGES+=(curl)
 # The third-party OpenFeature clients run on Node and Python (tests/js, tests/py).

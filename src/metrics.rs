@@ -17,9 +17,13 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 
 /// Bucket bounds (seconds) of request durations: from half a millisecond to ten seconds.
-const REQUEST_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const REQUEST_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 /// Bucket bounds (seconds) of database writes and snapshot rebuilds.
-const WORK_BUCKETS: &[f64] = &[0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const WORK_BUCKETS: &[f64] = &[
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 /// A histogram with fixed bounds; counts are cumulative only when rendered.
 pub struct Histogram {
@@ -46,7 +50,8 @@ impl Histogram {
         if let Some(i) = self.bounds.iter().position(|&b| secs <= b) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
-        self.sum_nanos.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.sum_nanos
+            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -65,7 +70,13 @@ impl Histogram {
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
         let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let braces = |s: &str| if s.is_empty() { String::new() } else { format!("{{{s}}}") };
+        let braces = |s: &str| {
+            if s.is_empty() {
+                String::new()
+            } else {
+                format!("{{{s}}}")
+            }
+        };
         let _ = writeln!(out, "{name}_sum{} {sum}", braces(labels));
         let _ = writeln!(out, "{name}_count{} {count}", braces(labels));
     }
@@ -122,7 +133,11 @@ where
     if let Some(v) = map.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return v.clone();
     }
-    map.write().unwrap_or_else(|p| p.into_inner()).entry(key).or_insert_with(|| Arc::new(new())).clone()
+    map.write()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_insert_with(|| Arc::new(new()))
+        .clone()
 }
 
 fn method_label(method: &Method) -> &'static str {
@@ -143,7 +158,11 @@ impl Metrics {
     pub fn record_request(&self, route: Option<&str>, method: &Method, status: StatusCode, took: Duration) {
         // Unmatched paths share one label so that scanners cannot create series.
         let route = route.unwrap_or("unmatched").to_owned();
-        let key = RequestKey { route: route.clone(), method: method_label(method), status: status.as_u16() };
+        let key = RequestKey {
+            route: route.clone(),
+            method: method_label(method),
+            status: status.as_u16(),
+        };
         entry(&self.requests, key, || AtomicU64::new(0)).fetch_add(1, Ordering::Relaxed);
         entry(&self.durations, route, || Histogram::new(REQUEST_BUCKETS)).observe(took);
     }
@@ -167,13 +186,36 @@ impl Metrics {
     /// scrape time.
     pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::with_capacity(8 * 1024);
-        header(&mut out, "flagstaff_build_info", "gauge", "Always 1; the version is a label.");
-        let _ = writeln!(out, "flagstaff_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
-        let started = self.started.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-        header(&mut out, "process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch.");
+        header(
+            &mut out,
+            "flagstaff_build_info",
+            "gauge",
+            "Always 1; the version is a label.",
+        );
+        let _ = writeln!(
+            out,
+            "flagstaff_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        let started = self
+            .started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        header(
+            &mut out,
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch.",
+        );
         let _ = writeln!(out, "process_start_time_seconds {started}");
 
-        header(&mut out, "flagstaff_http_requests_total", "counter", "HTTP requests answered, by route, method and status.");
+        header(
+            &mut out,
+            "flagstaff_http_requests_total",
+            "counter",
+            "HTTP requests answered, by route, method and status.",
+        );
         let requests = self.requests.read().unwrap_or_else(|p| p.into_inner());
         let mut keys: Vec<_> = requests.iter().collect();
         keys.sort_by(|a, b| a.0.cmp(b.0));
@@ -199,11 +241,20 @@ impl Metrics {
         let mut routes: Vec<_> = durations.iter().collect();
         routes.sort_by(|a, b| a.0.cmp(b.0));
         for (route, h) in routes {
-            h.render(&mut out, "flagstaff_http_request_duration_seconds", &format!("route=\"{}\"", escape(route)));
+            h.render(
+                &mut out,
+                "flagstaff_http_request_duration_seconds",
+                &format!("route=\"{}\"", escape(route)),
+            );
         }
         drop(durations);
 
-        header(&mut out, "flagstaff_open_streams", "gauge", "Open change streams (SSE).");
+        header(
+            &mut out,
+            "flagstaff_open_streams",
+            "gauge",
+            "Open change streams (SSE).",
+        );
         let _ = writeln!(out, "flagstaff_open_streams {}", gauges.open_streams);
 
         header(
@@ -214,31 +265,52 @@ impl Metrics {
         );
         let evaluations = self.evaluations.read().unwrap_or_else(|p| p.into_inner());
         for source in ["server", "sdk"] {
-            let n = evaluations.get(source).map(|v| v.load(Ordering::Relaxed)).unwrap_or(0);
+            let n = evaluations
+                .get(source)
+                .map(|v| v.load(Ordering::Relaxed))
+                .unwrap_or(0);
             let _ = writeln!(out, "flagstaff_evaluations_total{{source=\"{source}\"}} {n}");
         }
         drop(evaluations);
 
-        header(&mut out, "flagstaff_snapshot_rebuild_seconds", "histogram", "Time to rebuild the snapshots a change touched.");
-        self.snapshot_rebuilds.render(&mut out, "flagstaff_snapshot_rebuild_seconds", "");
+        header(
+            &mut out,
+            "flagstaff_snapshot_rebuild_seconds",
+            "histogram",
+            "Time to rebuild the snapshots a change touched.",
+        );
+        self.snapshot_rebuilds
+            .render(&mut out, "flagstaff_snapshot_rebuild_seconds", "");
         header(
             &mut out,
             "flagstaff_database_write_seconds",
             "histogram",
             "Time of a write transaction, from BEGIN IMMEDIATE to the commit, publication included.",
         );
-        self.database_writes.render(&mut out, "flagstaff_database_write_seconds", "");
+        self.database_writes
+            .render(&mut out, "flagstaff_database_write_seconds", "");
         header(
             &mut out,
             "flagstaff_database_publish_seconds",
             "histogram",
             "Time to write, flush and rename the published flagstaff.db (part of each write).",
         );
-        self.database_publications.render(&mut out, "flagstaff_database_publish_seconds", "");
+        self.database_publications
+            .render(&mut out, "flagstaff_database_publish_seconds", "");
 
-        header(&mut out, "flagstaff_environments", "gauge", "Environments served (one snapshot each).");
+        header(
+            &mut out,
+            "flagstaff_environments",
+            "gauge",
+            "Environments served (one snapshot each).",
+        );
         let _ = writeln!(out, "flagstaff_environments {}", gauges.environments);
-        header(&mut out, "flagstaff_database_bytes", "gauge", "Size of the published flagstaff.db.");
+        header(
+            &mut out,
+            "flagstaff_database_bytes",
+            "gauge",
+            "Size of the published flagstaff.db.",
+        );
         let _ = writeln!(out, "flagstaff_database_bytes {}", gauges.database_bytes);
         out
     }
@@ -259,7 +331,10 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 
 /// Escapes a label value (backslash, double quote, newline).
 fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Middleware: counts every request by route pattern, method and status, and times it to the

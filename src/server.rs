@@ -33,8 +33,8 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the database in {}", settings.data_dir.display()))?;
     cli::first_start(&state, first_admin)?;
     crate::http::admin::bootstrap(&state)?;
-    let listener =
-        TcpListener::bind(bind).with_context(|| format!("cannot listen on {bind} (--bind / FLAGSTAFF_BIND)"))?;
+    let listener = TcpListener::bind(bind)
+        .with_context(|| format!("cannot listen on {bind} (--bind / FLAGSTAFF_BIND)"))?;
     actix_web::rt::System::new().block_on(serve(state, listener, termination()))
 }
 
@@ -51,6 +51,8 @@ pub async fn serve(
     let server = actix_web::HttpServer::new(move || build_app(app_state.clone()))
         // Signals are handled below, so that streams end before the server waits for them.
         .disable_signals()
+        // A client that closes its side is gone: its stream ends and its receiver is dropped.
+        .h1_allow_half_closed(false)
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
         // Thousands of SDKs reconnect at once after a restart.
         .backlog(4096)
@@ -73,7 +75,10 @@ pub async fn serve(
         let handle = handle.clone();
         async move {
             if let Some(again) = termination_again().await {
-                tracing::warn!(signal = again.name(), "second signal: dropping the remaining connections");
+                tracing::warn!(
+                    signal = again.name(),
+                    "second signal: dropping the remaining connections"
+                );
                 handle.stop(false).await;
             }
         }

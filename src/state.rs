@@ -27,7 +27,8 @@ impl AppState {
     /// snapshot. Blocking: call before the server starts or from a blocking task.
     pub fn open(settings: Settings) -> Result<AppState> {
         let store = Store::open(&settings.data_dir)?;
-        let (snapshots, keys) = store.read_blocking(|conn| Ok((Snapshots::load(conn)?, Keys::load(conn)?)))?;
+        let (snapshots, keys) =
+            store.read_blocking(|conn| Ok((Snapshots::load(conn)?, Keys::load(conn)?)))?;
         Ok(AppState {
             store,
             snapshots: Arc::new(snapshots),
@@ -46,12 +47,15 @@ impl AppState {
         F: FnOnce(&Transaction) -> Result<(T, Changes)> + Send + 'static,
     {
         let state = self.clone();
-        self.store.write(f, move |conn, changes| state.after_commit(conn, changes)).await
+        self.store
+            .write(f, move |conn, changes| state.after_commit(conn, changes))
+            .await
     }
 
     /// [`AppState::write`] for callers already off the async threads.
     pub fn write_blocking<T>(&self, f: impl FnOnce(&Transaction) -> Result<(T, Changes)>) -> Result<T> {
-        self.store.write_blocking(f, |conn, changes| self.after_commit(conn, changes))
+        self.store
+            .write_blocking(f, |conn, changes| self.after_commit(conn, changes))
     }
 
     fn after_commit(&self, conn: &Connection, changes: &Changes) {
@@ -60,7 +64,14 @@ impl AppState {
         {
             tracing::error!(error = %e, "reloading API keys failed");
         }
-        for (snapshot, flags) in self.snapshots.apply(conn, changes) {
+        let rebuilding = std::time::Instant::now();
+        let rebuilt = self.snapshots.apply(conn, changes);
+        if !changes.environments.is_empty() || !changes.removed_environments.is_empty() {
+            crate::metrics::metrics()
+                .snapshot_rebuilds
+                .observe(rebuilding.elapsed());
+        }
+        for (snapshot, flags) in rebuilt {
             self.hub.publish(Change {
                 environment_id: snapshot.environment_id,
                 revision: snapshot.revision,

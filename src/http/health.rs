@@ -48,7 +48,11 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             Ok(environments) => (true, json!({"status": "ready", "environments": environments})),
         }
     };
-    let mut res = if status { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
+    let mut res = if status {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
     res.insert_header((header::CACHE_CONTROL, "no-store")).json(body)
 }
 
@@ -57,7 +61,9 @@ async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
     let gauges = Gauges {
         open_streams: state.hub.receivers(),
         environments: state.snapshots.all().len(),
-        database_bytes: std::fs::metadata(state.store.path()).map(|m| m.len()).unwrap_or(0),
+        database_bytes: std::fs::metadata(state.store.path())
+            .map(|m| m.len())
+            .unwrap_or(0),
     };
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -37,8 +37,14 @@ pub fn backup_file(published: &Path, dest: &Path) -> Result<Backup, StoreError> 
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
     };
-    let name = dest.file_name().ok_or_else(|| StoreError::bad_request("the backup file needs a file name", None))?;
-    let partial = dir.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
+    let name = dest
+        .file_name()
+        .ok_or_else(|| StoreError::bad_request("the backup file needs a file name", None))?;
+    let partial = dir.join(format!(
+        ".{}.partial-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut out = OpenOptions::new()
             .create(true)
@@ -47,17 +53,29 @@ pub fn backup_file(published: &Path, dest: &Path) -> Result<Backup, StoreError> 
             .mode(0o600)
             .open(&partial)
             .map_err(|e| io_error(format!("cannot create {}", partial.display()), e))?;
-        let bytes = std::io::copy(&mut source, &mut out)
-            .map_err(|e| io_error(format!("cannot copy {} to {}", published.display(), partial.display()), e))?;
-        out.sync_all().map_err(|e| io_error(format!("cannot write {}", partial.display()), e))?;
+        let bytes = std::io::copy(&mut source, &mut out).map_err(|e| {
+            io_error(
+                format!("cannot copy {} to {}", published.display(), partial.display()),
+                e,
+            )
+        })?;
+        out.sync_all()
+            .map_err(|e| io_error(format!("cannot write {}", partial.display()), e))?;
         drop(out);
         check(&partial)?;
-        std::fs::rename(&partial, dest)
-            .map_err(|e| io_error(format!("cannot rename {} to {}", partial.display(), dest.display()), e))?;
+        std::fs::rename(&partial, dest).map_err(|e| {
+            io_error(
+                format!("cannot rename {} to {}", partial.display(), dest.display()),
+                e,
+            )
+        })?;
         File::open(&dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| io_error(format!("cannot flush the directory {}", dir.display()), e))?;
-        Ok(Backup { path: dest.to_owned(), bytes })
+        Ok(Backup {
+            path: dest.to_owned(),
+            bytes,
+        })
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&partial);
@@ -70,7 +88,8 @@ pub fn backup_file(published: &Path, dest: &Path) -> Result<Backup, StoreError> 
 pub fn backup_into(published: &Path, out: &mut impl Write) -> Result<u64, StoreError> {
     let mut source = open_published(published)?;
     let bytes = std::io::copy(&mut source, out).map_err(|e| io_error("cannot write the backup".into(), e))?;
-    out.flush().map_err(|e| io_error("cannot write the backup".into(), e))?;
+    out.flush()
+        .map_err(|e| io_error("cannot write the backup".into(), e))?;
     Ok(bytes)
 }
 
@@ -92,21 +111,28 @@ fn open_published(published: &Path) -> Result<File, StoreError> {
     // One open, one inode: a publication that lands meanwhile renames a new file over the name
     // and leaves this one as it is.
     File::open(published).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            StoreError::not_found(format!("the database {} (is the data dir right?)", published.display()))
-        }
+        std::io::ErrorKind::NotFound => StoreError::not_found(format!(
+            "the database {} (is the data dir right?)",
+            published.display()
+        )),
         _ => io_error(format!("cannot open {}", published.display()), e),
     })
 }
 
 /// Runs SQLite's `quick_check` on a backup file.
 pub fn check(path: &Path) -> Result<(), StoreError> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
     let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
     if verdict == "ok" {
         Ok(())
     } else {
-        Err(StoreError::Task(format!("the backup {} fails SQLite's check: {verdict}", path.display())))
+        Err(StoreError::Task(format!(
+            "the backup {} fails SQLite's check: {verdict}",
+            path.display()
+        )))
     }
 }
 
@@ -127,14 +153,19 @@ mod tests {
         let backup = backup_to(&store, &dest).unwrap();
         assert_eq!(backup.bytes, std::fs::metadata(&dest).unwrap().len());
         use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let version: i64 = Connection::open(&dest)
             .unwrap()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert!(version >= 1, "the migrations are in the backup");
 
-        let err = backup_file(&dir.path().join("nothing/flagstaff.db"), &dest).unwrap_err().to_string();
+        let err = backup_file(&dir.path().join("nothing/flagstaff.db"), &dest)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nothing/flagstaff.db"), "{err}");
     }
 
@@ -148,7 +179,10 @@ mod tests {
         let dest = dir.path().join("b.db");
         assert!(backup_file(&source, &dest).is_err());
         assert!(!dest.exists());
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(leftovers.len(), 1, "{leftovers:?}");
     }
 }

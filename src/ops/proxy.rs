@@ -109,7 +109,10 @@ fn parse_forwarded_address(value: &str) -> Option<IpAddr> {
     if let Ok(addr) = value.parse::<IpAddr>() {
         return Some(canonical(addr));
     }
-    value.parse::<std::net::SocketAddr>().ok().map(|s| canonical(s.ip()))
+    value
+        .parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|s| canonical(s.ip()))
 }
 
 /// The client's address of a request, by the application's trusted proxies.
@@ -134,7 +137,10 @@ mod tests {
     fn headers(xff: &[&str]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for v in xff {
-            map.append(HeaderName::from_static("x-forwarded-for"), HeaderValue::from_str(v).unwrap());
+            map.append(
+                HeaderName::from_static("x-forwarded-for"),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         map
     }
@@ -152,7 +158,10 @@ mod tests {
         let r: IpRange = "10.0.0.0/8".parse().unwrap();
         assert!(r.contains(ip("10.200.1.2")));
         assert!(!r.contains(ip("11.0.0.1")));
-        assert!(r.contains(ip("::ffff:10.1.1.1")), "IPv4-mapped addresses count as IPv4");
+        assert!(
+            r.contains(ip("::ffff:10.1.1.1")),
+            "IPv4-mapped addresses count as IPv4"
+        );
         let one: IpRange = "127.0.0.1".parse().unwrap();
         assert!(one.contains(ip("127.0.0.1")) && !one.contains(ip("127.0.0.2")));
         let v6: IpRange = "fd00::/8".parse().unwrap();
@@ -169,8 +178,14 @@ mod tests {
     fn the_header_is_ignored_unless_the_peer_is_a_trusted_proxy() {
         let h = headers(&["198.51.100.7"]);
         assert_eq!(resolve(Some(ip("127.0.0.2")), &h, &[]), Some(ip("127.0.0.2")));
-        assert_eq!(resolve(Some(ip("127.0.0.2")), &h, &ranges(&["127.0.0.1"])), Some(ip("127.0.0.2")));
-        assert_eq!(resolve(Some(ip("127.0.0.1")), &h, &ranges(&["127.0.0.1"])), Some(ip("198.51.100.7")));
+        assert_eq!(
+            resolve(Some(ip("127.0.0.2")), &h, &ranges(&["127.0.0.1"])),
+            Some(ip("127.0.0.2"))
+        );
+        assert_eq!(
+            resolve(Some(ip("127.0.0.1")), &h, &ranges(&["127.0.0.1"])),
+            Some(ip("198.51.100.7"))
+        );
     }
 
     #[test]
@@ -178,20 +193,42 @@ mod tests {
         // The client sent "X-Forwarded-For: 198.51.100.7"; nginx appended what it saw.
         let h = headers(&["198.51.100.7, 203.0.113.20"]);
         let trusted = ranges(&["127.0.0.1"]);
-        assert_eq!(resolve(Some(ip("127.0.0.1")), &h, &trusted), Some(ip("203.0.113.20")));
+        assert_eq!(
+            resolve(Some(ip("127.0.0.1")), &h, &trusted),
+            Some(ip("203.0.113.20"))
+        );
         // Two proxies in a row, both trusted, and header lines split.
         let h = headers(&["198.51.100.7, 203.0.113.20", "10.1.2.3"]);
         let trusted = ranges(&["127.0.0.1", "10.0.0.0/8"]);
-        assert_eq!(resolve(Some(ip("127.0.0.1")), &h, &trusted), Some(ip("203.0.113.20")));
+        assert_eq!(
+            resolve(Some(ip("127.0.0.1")), &h, &trusted),
+            Some(ip("203.0.113.20"))
+        );
     }
 
     #[test]
     fn garbage_and_ports_in_the_header() {
         let trusted = ranges(&["127.0.0.1"]);
-        assert_eq!(resolve(Some(ip("127.0.0.1")), &headers(&["203.0.113.5:4711"]), &trusted), Some(ip("203.0.113.5")));
-        assert_eq!(resolve(Some(ip("127.0.0.1")), &headers(&["[2001:db8::1]:80"]), &trusted), Some(ip("2001:db8::1")));
-        assert_eq!(resolve(Some(ip("127.0.0.1")), &headers(&["203.0.113.5, unknown"]), &trusted), Some(ip("127.0.0.1")));
-        assert_eq!(resolve(Some(ip("127.0.0.1")), &headers(&[]), &trusted), Some(ip("127.0.0.1")));
+        assert_eq!(
+            resolve(Some(ip("127.0.0.1")), &headers(&["203.0.113.5:4711"]), &trusted),
+            Some(ip("203.0.113.5"))
+        );
+        assert_eq!(
+            resolve(Some(ip("127.0.0.1")), &headers(&["[2001:db8::1]:80"]), &trusted),
+            Some(ip("2001:db8::1"))
+        );
+        assert_eq!(
+            resolve(
+                Some(ip("127.0.0.1")),
+                &headers(&["203.0.113.5, unknown"]),
+                &trusted
+            ),
+            Some(ip("127.0.0.1"))
+        );
+        assert_eq!(
+            resolve(Some(ip("127.0.0.1")), &headers(&[]), &trusted),
+            Some(ip("127.0.0.1"))
+        );
         assert_eq!(resolve(None, &headers(&[]), &trusted), None);
     }
 }

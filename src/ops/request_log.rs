@@ -41,9 +41,15 @@ struct Started(Instant);
 
 impl RootSpanBuilder for RequestSpan {
     fn on_request_start(req: &ServiceRequest) -> Span {
-        let request_id = req.extensions().get::<RequestId>().map(ToString::to_string).unwrap_or_default();
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         req.extensions_mut().insert(Started(Instant::now()));
-        let client_ip = proxy::client_ip_of(req).map(|a| a.to_string()).unwrap_or_default();
+        let client_ip = proxy::client_ip_of(req)
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
         tracing::info_span!(
             "request",
@@ -137,7 +143,8 @@ pub async fn request_id_header(
     let id = req.extensions().get::<RequestId>().map(ToString::to_string);
     let mut res = next.call(req).await?;
     if let Some(value) = id.and_then(|id| HeaderValue::from_str(&id).ok()) {
-        res.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
+        res.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), value);
     }
     Ok(res)
 }
@@ -149,12 +156,26 @@ mod tests {
     #[test]
     fn credentials_in_paths_are_redacted() {
         assert_eq!(
-            redact_path("/client/v1/fs_cli_abc123/eyJ0YXJnZXRpbmdLZXkiOiJ1In0", &["fs_cli_abc123"]),
+            redact_path(
+                "/client/v1/fs_cli_abc123/eyJ0YXJnZXRpbmdLZXkiOiJ1In0",
+                &["fs_cli_abc123"]
+            ),
             "/client/v1/REDACTED/eyJ0YXJnZXRpbmdLZXkiOiJ1In0"
         );
-        assert_eq!(redact_path("/x/fs_srv_zzz/y", &[]), "/x/REDACTED/y", "a key prefix is enough");
-        assert_eq!(redact_path("/x/fs%5Fadm%5Fzzz", &[]), "/x/REDACTED", "percent-encoded too");
-        assert_eq!(redact_path("/api/v1/projects/shop", &["sekrit"]), "/api/v1/projects/shop");
+        assert_eq!(
+            redact_path("/x/fs_srv_zzz/y", &[]),
+            "/x/REDACTED/y",
+            "a key prefix is enough"
+        );
+        assert_eq!(
+            redact_path("/x/fs%5Fadm%5Fzzz", &[]),
+            "/x/REDACTED",
+            "percent-encoded too"
+        );
+        assert_eq!(
+            redact_path("/api/v1/projects/shop", &["sekrit"]),
+            "/api/v1/projects/shop"
+        );
         assert_eq!(redact_path("/", &[]), "/");
     }
 }

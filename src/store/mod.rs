@@ -21,23 +21,24 @@ use rusqlite_migration::Migrations;
 pub mod admin_tokens;
 pub mod api_keys;
 pub mod audit;
-pub mod published;
 pub mod environments;
 pub mod flags;
 pub mod import;
 pub mod insights;
 pub mod projects;
+pub mod published;
 pub mod segments;
 pub mod served;
-pub mod usage;
 pub mod sessions;
+pub mod usage;
 pub mod users;
 
 static MIGRATIONS_DIR: Dir = include_dir!("$CARGO_MANIFEST_DIR/migrations");
 
 /// The migrations embedded in the binary.
 pub fn migrations() -> Migrations<'static> {
-    Migrations::from_directory(&MIGRATIONS_DIR).expect("migrations/ is embedded at build time and well formed")
+    Migrations::from_directory(&MIGRATIONS_DIR)
+        .expect("migrations/ is embedded at build time and well formed")
 }
 
 /// The database file inside a data dir.
@@ -75,10 +76,15 @@ impl StoreError {
         StoreError::NotFound { what: what.into() }
     }
     pub fn conflict(message: impl Into<String>) -> Self {
-        StoreError::Conflict { message: message.into() }
+        StoreError::Conflict {
+            message: message.into(),
+        }
     }
     pub fn bad_request(message: impl Into<String>, path: Option<&str>) -> Self {
-        StoreError::BadRequest { message: message.into(), path: path.map(str::to_owned) }
+        StoreError::BadRequest {
+            message: message.into(),
+            path: path.map(str::to_owned),
+        }
     }
 }
 
@@ -106,7 +112,11 @@ pub struct EnvironmentChange {
 impl Changes {
     /// One flag changed in one environment.
     pub fn flag(&mut self, environment_id: i64, flag_key: &str) {
-        self.environments.entry(environment_id).or_default().flags.insert(flag_key.to_owned());
+        self.environments
+            .entry(environment_id)
+            .or_default()
+            .flags
+            .insert(flag_key.to_owned());
     }
 
     /// One flag changed in every environment of its project (a definition change).
@@ -136,8 +146,11 @@ impl Changes {
 }
 
 fn environment_ids(conn: &Connection, project_id: i64) -> Result<Vec<i64>> {
-    let mut stmt = conn.prepare_cached("SELECT id FROM environments WHERE project_id = ?1 ORDER BY position")?;
-    let ids = stmt.query_map([project_id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<i64>>>()?;
+    let mut stmt =
+        conn.prepare_cached("SELECT id FROM environments WHERE project_id = ?1 ORDER BY position")?;
+    let ids = stmt
+        .query_map([project_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
     Ok(ids)
 }
 
@@ -162,9 +175,8 @@ const READER_POOL: usize = 4;
 impl Store {
     /// Opens (creating if needed) `<data_dir>/flagstaff.db` and applies pending migrations.
     pub fn open(data_dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Task(format!("cannot create data dir {}: {e}", data_dir.display()))
-        })?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::Task(format!("cannot create data dir {}: {e}", data_dir.display())))?;
         Self::open_file(&database_path(data_dir))
     }
 
@@ -181,10 +193,14 @@ impl Store {
         // which every write flushes to disk: syncing the live one too would buy nothing.
         writer.pragma_update(None, "synchronous", "OFF")?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
+        let schema = |c: &Connection| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
+        let before = schema(&writer)?;
         migrations().to_latest(&mut writer)?;
-        let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        published::publish(&tx, &files)?;
-        tx.commit()?;
+        if schema(&writer)? != before || !published::is_current(&files) {
+            let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            published::publish(&tx, &files)?;
+            tx.commit()?;
+        }
         drop(opening);
         Ok(Store {
             inner: Arc::new(Inner {
@@ -237,9 +253,13 @@ impl Store {
         // the write back.
         let publishing = std::time::Instant::now();
         published::publish(&tx, &self.inner.files)?;
-        crate::metrics::metrics().database_publications.observe(publishing.elapsed());
+        crate::metrics::metrics()
+            .database_publications
+            .observe(publishing.elapsed());
         tx.commit()?;
-        crate::metrics::metrics().database_writes.observe(started.elapsed());
+        crate::metrics::metrics()
+            .database_writes
+            .observe(started.elapsed());
         after_commit(&conn, &changes);
         Ok(out)
     }
@@ -261,7 +281,9 @@ impl Store {
             None => {
                 let conn = Connection::open_with_flags(
                     &self.inner.files.live,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | OpenFlags::SQLITE_OPEN_URI,
                 )?;
                 configure(&conn)?;
                 conn

@@ -53,7 +53,10 @@ impl Files {
     /// The files that go with the published database `published`.
     pub fn new(published: &Path) -> Files {
         let dir = published.parent().map(Path::to_owned).unwrap_or_default();
-        let name = published.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = published
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let work_dir = dir.join(WORK_DIR);
         Files {
             published: published.to_owned(),
@@ -64,7 +67,11 @@ impl Files {
     }
 
     fn lock_file(&self, what: &str) -> Result<File> {
-        let name = self.live.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = self
+            .live
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let path = self.work_dir.join(format!("{name}.{what}.lock"));
         OpenOptions::new()
             .create(true)
@@ -95,21 +102,27 @@ pub fn attach(files: &Files) -> Result<(Opening, Presence)> {
     std::fs::create_dir_all(&files.work_dir)
         .map_err(|e| io_error(format!("cannot create {}", files.work_dir.display()), e))?;
     let opening = files.lock_file("open")?;
-    opening.lock().map_err(|e| io_error("cannot take the opening lock".into(), e))?;
+    opening
+        .lock()
+        .map_err(|e| io_error("cannot take the opening lock".into(), e))?;
     let presence = files.lock_file("presence")?;
     match presence.try_lock() {
         Ok(()) => {
             // Nobody else has the database open: whatever the live copy holds is left over from a
             // run that ended (cleanly or not). The published file is the database.
             rebuild(files)?;
-            presence.unlock().map_err(|e| io_error("cannot release the presence lock".into(), e))?;
+            presence
+                .unlock()
+                .map_err(|e| io_error("cannot release the presence lock".into(), e))?;
         }
         Err(TryLockError::WouldBlock) => {}
         Err(TryLockError::Error(e)) => return Err(io_error("cannot take the presence lock".into(), e)),
     }
     // Nobody can take the presence lock exclusively between the unlock above and this: that
     // needs the opening lock, which this process holds.
-    presence.lock_shared().map_err(|e| io_error("cannot take the presence lock".into(), e))?;
+    presence
+        .lock_shared()
+        .map_err(|e| io_error("cannot take the presence lock".into(), e))?;
     Ok((Opening { _file: opening }, Presence { _file: presence }))
 }
 
@@ -137,7 +150,14 @@ fn rebuild(files: &Files) -> Result<()> {
     }
     // The published file is never written in place, so a plain copy of it is consistent.
     std::fs::copy(&files.published, &files.live).map_err(|e| {
-        io_error(format!("cannot copy {} to {}", files.published.display(), files.live.display()), e)
+        io_error(
+            format!(
+                "cannot copy {} to {}",
+                files.published.display(),
+                files.live.display()
+            ),
+            e,
+        )
     })?;
     let conn = Connection::open(&files.live)?;
     let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
@@ -159,7 +179,9 @@ pub fn publish(conn: &Connection, files: &Files) -> Result<()> {
     if image.len() <= FORMAT_VERSION_OFFSET + 1 {
         return Err(StoreError::Task("the database image is empty".into()));
     }
-    let mode = std::fs::metadata(&files.published).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o640);
+    let mode = std::fs::metadata(&files.published)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0o640);
     let mut staging = OpenOptions::new()
         .create(true)
         .write(true)
@@ -181,10 +203,26 @@ pub fn publish(conn: &Connection, files: &Files) -> Result<()> {
     drop(staging);
     written.map_err(|e| io_error(format!("cannot write {}", files.staging.display()), e))?;
     std::fs::rename(&files.staging, &files.published).map_err(|e| {
-        io_error(format!("cannot rename {} to {}", files.staging.display(), files.published.display()), e)
+        io_error(
+            format!(
+                "cannot rename {} to {}",
+                files.staging.display(),
+                files.published.display()
+            ),
+            e,
+        )
     })?;
     sync_dir(&files.published)?;
     Ok(())
+}
+
+/// Whether the published file exists and is in the form [`publish`] writes (a user may have
+/// restored a file in WAL form, which a new publication normalises).
+pub fn is_current(files: &Files) -> bool {
+    let mut header = [0u8; FORMAT_VERSION_OFFSET + 2];
+    File::open(&files.published)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))
+        .is_ok_and(|()| header[FORMAT_VERSION_OFFSET..] == [ROLLBACK_JOURNAL, ROLLBACK_JOURNAL])
 }
 
 /// Flushes the directory holding `path`, so that a rename in it survives a power loss.
@@ -234,9 +272,11 @@ mod tests {
         std::fs::create_dir_all(&files.work_dir).unwrap();
         let mut conn = Connection::open(&files.live).unwrap();
         conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-        conn.execute_batch("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('committed');").unwrap();
+        conn.execute_batch("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('committed');")
+            .unwrap();
         let tx = conn.transaction().unwrap();
-        tx.execute("INSERT INTO t VALUES ('in the transaction')", []).unwrap();
+        tx.execute("INSERT INTO t VALUES ('in the transaction')", [])
+            .unwrap();
         publish(&tx, &files).unwrap();
         drop(tx); // rolled back: the publication still holds what the transaction saw
 
@@ -253,7 +293,9 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert_eq!(rows, ["committed", "in the transaction"]);
-        let check: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        let check: String = copy
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(check, "ok");
         assert!(!with_suffix(&files.published, "-wal").exists());
         assert!(!files.staging.exists());
@@ -265,7 +307,9 @@ mod tests {
         let files = Files::new(&dir.path().join("flagstaff.db"));
         {
             let published = Connection::open(&files.published).unwrap();
-            published.execute_batch("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('restored');").unwrap();
+            published
+                .execute_batch("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('restored');")
+                .unwrap();
         }
         std::fs::create_dir_all(&files.work_dir).unwrap();
         std::fs::write(&files.live, b"left over from an earlier run").unwrap();
@@ -280,14 +324,18 @@ mod tests {
         // A second process (here: a second handle) joins without a rebuild.
         let (opening, second) = attach(&files).unwrap();
         drop(opening);
-        let n: i64 = live.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        let n: i64 = live
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(n, 2);
 
         // Once everyone has let go, the next opener starts again from the published file.
         drop((first, second, live));
         let (_opening, _presence) = attach(&files).unwrap();
         let live = Connection::open(&files.live).unwrap();
-        let n: i64 = live.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        let n: i64 = live
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(n, 1);
     }
 
@@ -295,7 +343,10 @@ mod tests {
     fn a_wal_beside_the_published_file_stops_the_start_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let files = Files::new(&dir.path().join("flagstaff.db"));
-        Connection::open(&files.published).unwrap().execute_batch("CREATE TABLE t (v TEXT)").unwrap();
+        Connection::open(&files.published)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (v TEXT)")
+            .unwrap();
         std::fs::write(with_suffix(&files.published, "-wal"), b"frames").unwrap();
         let err = attach(&files).err().expect("refused").to_string();
         assert!(err.contains("flagstaff.db-wal"), "{err}");

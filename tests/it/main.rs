@@ -11,6 +11,7 @@ mod cli;
 mod helpers;
 mod keys;
 mod openapi;
+mod ops;
 mod readme;
 mod sdk;
 mod sdk_rust;
