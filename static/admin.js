@@ -44,7 +44,9 @@
       body: new URLSearchParams(new FormData(form))
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (body) {
-        if (!response.ok) throw new Error((body.error && body.error.message) || ("The server answered " + response.status));
+        if (!response.ok || typeof body.enabled !== "boolean") {
+          throw new Error((body.error && body.error.message) || ("The server answered " + response.status + "; reload the page."));
+        }
         var on = body.enabled === true;
         button.setAttribute("aria-checked", on ? "true" : "false");
         button.textContent = on ? "On" : "Off";

@@ -930,10 +930,21 @@ async fn save_definition(
     let form = DefinitionForm::from_form(&posted.form);
     let env = posted.form.get("env").map(str::to_owned);
     let errors = match form.parse(&key) {
-        Ok(flag) => {
+        Ok(mut flag) => {
             let (actor, p, k) = (posted.session.actor(), project.clone(), key.clone());
             match state
-                .write(move |tx| flags::update(tx, &actor, &p, &k, flag))
+                .write(move |tx| {
+                    // The form has no field for variations' descriptions: keep them.
+                    let current = flags::get(tx, &p, &k)?;
+                    for v in &mut flag.variations {
+                        v.description = current
+                            .variations
+                            .iter()
+                            .find(|c| c.key == v.key)
+                            .and_then(|c| c.description.clone());
+                    }
+                    flags::update(tx, &actor, &p, &k, flag)
+                })
                 .await
             {
                 Ok(_) => {

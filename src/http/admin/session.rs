@@ -167,11 +167,15 @@ async fn load(req: &HttpRequest) -> Result<AdminSession, PageError> {
     }
     let path = req.path();
     if found.must_change_password && !(path.starts_with("/account") || path.starts_with("/sign-out")) {
+        if json {
+            return Err(
+                PageError::forbidden("Change your temporary password first (Your account).").json(true),
+            );
+        }
         return Err(PageError {
             location: Some("/account?reason=temporary".to_owned()),
             ..PageError::new(StatusCode::SEE_OTHER, "change your password")
-        }
-        .json(json));
+        });
     }
     Ok(AdminSession {
         id: found.id,

@@ -469,6 +469,15 @@ async fn a_temporary_password_must_be_changed_first_and_a_disabled_user_is_signe
     let page = agent.get("/projects").await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
     assert!(page.location().starts_with("/account"));
+    let call = agent
+        .send("GET", "/projects", None, &[("accept", "application/json")])
+        .await;
+    assert_eq!(
+        call.status,
+        StatusCode::FORBIDDEN,
+        "a script's call gets an error, not a redirect"
+    );
+    assert!(call.body.contains("temporary password"), "{}", call.body);
     let account = agent.get("/account?reason=temporary").await;
     assert!(
         account.body.contains("Choose your own password"),
