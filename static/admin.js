@@ -10,12 +10,6 @@
     return field ? field.value : "";
   }
 
-  // The project switcher goes to the chosen project at once.
-  document.addEventListener("change", function (event) {
-    var select = event.target.closest("select[data-autosubmit]");
-    if (select && select.value) select.form.submit();
-  });
-
   // Forms that ask before they are sent (revoking a key, disabling a user, restoring…).
   document.addEventListener("submit", function (event) {
     var form = event.target;
@@ -170,6 +164,9 @@
     document.querySelectorAll("select[data-rollout-box]").forEach(refreshServe);
     document.querySelectorAll("select[data-op]").forEach(refreshOp);
     refreshWeights();
+    // After a refused save, start at the list of problems.
+    var problems = document.querySelector(".error-message[tabindex='-1']");
+    if (problems) problems.focus();
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init); else init();
 })();
