@@ -497,3 +497,19 @@ async fn a_temporary_password_must_be_changed_first_and_a_disabled_user_is_signe
         "disabled: signed out"
     );
 }
+
+#[actix_web::test]
+async fn the_first_admin_from_the_environment_signs_in_and_no_setup_link_is_printed() {
+    let app = TestApp::new();
+    let first = flagstaff::config::FirstAdmin {
+        email: "root@example.com".to_owned(),
+        password: flagstaff::config::Secret::new(PASSWORD),
+    };
+    flagstaff::cli::first_start(&app.state, Some(first)).unwrap();
+    assert!(
+        flagstaff::http::admin::bootstrap(&app.state).unwrap().is_none(),
+        "a user exists: no link"
+    );
+    let mut agent = Agent::signed_in(&app, "root@example.com").await;
+    assert_eq!(agent.get("/users").await.status, StatusCode::OK, "an admin");
+}
