@@ -33,8 +33,10 @@ pub const SIGN_IN_COOKIE: &str = "flagstaff_sign_in";
 /// Header carrying the CSRF token on calls from our scripts.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-/// How often a session's last use is written (it decides the idle expiry).
-const TOUCH_EVERY_MS: i64 = 60_000;
+/// How often at most a session's last use is written (it decides the idle expiry). Every write
+/// publishes the database file, so this is kept coarse: a quarter of the idle time, at most
+/// five minutes.
+const TOUCH_AT_MOST_EVERY_MS: i64 = 5 * 60_000;
 
 /// A signed-in person.
 #[derive(Debug, Clone)]
@@ -159,7 +161,7 @@ async fn load(req: &HttpRequest) -> Result<AdminSession, PageError> {
     let Some(found) = found else {
         return Err(unauthenticated());
     };
-    if now_ms() - found.last_seen_at > TOUCH_EVERY_MS {
+    if now_ms() - found.last_seen_at > TOUCH_AT_MOST_EVERY_MS.min(idle_ms / 4) {
         let id = found.id;
         state
             .write(move |tx| Ok((sessions::touch(tx, id)?, Changes::default())))

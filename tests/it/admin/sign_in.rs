@@ -187,6 +187,35 @@ async fn sessions_end_after_the_idle_time_and_at_the_absolute_time() {
     let day = 86_400_000i64;
     let token = idle.cookies["flagstaff_session"].clone();
     let hash = flagstaff::keys::hash(&token).to_vec();
+    let last_seen = |hash: Vec<u8>| {
+        app.state
+            .store
+            .read_blocking(move |c| {
+                Ok(c.query_row(
+                    "SELECT last_seen_at FROM sessions WHERE token_hash = ?1",
+                    [hash],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            })
+            .unwrap()
+    };
+    // Used ten minutes ago: a request extends the session.
+    let h = hash.clone();
+    app.state
+        .write_blocking(move |tx| {
+            tx.execute(
+                "UPDATE sessions SET last_seen_at = last_seen_at - 600000 WHERE token_hash = ?1",
+                rusqlite::params![h],
+            )?;
+            Ok(((), flagstaff::store::Changes::default()))
+        })
+        .unwrap();
+    let before = last_seen(hash.clone());
+    assert_eq!(idle.get("/account").await.status, StatusCode::OK);
+    assert!(
+        last_seen(hash.clone()) >= before + 600_000 - 5_000,
+        "the last use is written"
+    );
     app.state
         .write_blocking(move |tx| {
             // Idle for a day (the default idle limit is 12 hours).
