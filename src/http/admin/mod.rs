@@ -86,9 +86,14 @@ pub fn configure(cfg: &mut ServiceConfig) {
             web::scope(prefix)
                 .app_data(form_limit.clone())
                 .wrap(security_headers())
-                .configure(routes),
+                .configure(routes)
+                .default_service(web::to(not_found)),
         );
     }
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, PageError> {
+    Err(PageError::not_found(format!("the page {}", req.path())).json(session::wants_json(&req)))
 }
 
 async fn home(session: Option<session::AdminSession>) -> HttpResponse {

@@ -87,6 +87,17 @@ async fn an_admin_creates_a_project_and_a_viewer_cannot() {
     );
     assert!(again.body.contains("already exists"));
 
+    for missing in [
+        "/projects/shop/nowhere",
+        "/projects/shop/flags/no-such-flag",
+        "/projects/nope/flags",
+    ] {
+        let page = agent.get(missing).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{missing}");
+        assert!(page.body.contains("not found"), "{missing}: {}", page.body);
+        assert!(page.header("content-security-policy").is_some(), "{missing}");
+    }
+
     let mut viewer = Agent::signed_in(&app, &viewer).await;
     let page = viewer.get("/projects").await;
     assert!(page.body.contains("/projects/shop/flags"));
