@@ -3,7 +3,8 @@
 # machine). Builds release binaries, starts Flagstaff on a temporary data dir on 127.0.0.1,
 # then measures:
 #   1. GET /sdk/v1/bundle (100 flags) as 304 and as 200+gzip with wrk at 64 connections, against
-#      a bare actix-web handler serving the same bytes, built and measured in the same run;
+#      a bare actix-web handler serving the same bytes, built and measured in the same run (and
+#      Flagstaff's SDK routes alone, without the app-wide middleware);
 #   2. STREAMS concurrent SSE streams (default 10,000, from a separate client process): the
 #      server's memory per stream, and the time from an admin toggle's API answer to each
 #      stream receiving the event.
@@ -19,6 +20,7 @@ ROUNDS=${ROUNDS:-3}
 TOGGLES=${TOGGLES:-10}
 PORT=${PORT:-18480}
 BARE_PORT=${BARE_PORT:-18481}
+HANDLER_PORT=${HANDLER_PORT:-18482}
 CONNECTIONS=64
 
 if ! command -v wrk >/dev/null; then
@@ -72,6 +74,11 @@ ETAG=$(cat "$WORK/bundle/etag")
 $BIN/flagstaff-bench bare --bind "127.0.0.1:$BARE_PORT" --dir "$WORK/bundle" &
 BARE_PID=$!
 PIDS+=("$BARE_PID")
+# Flagstaff's SDK routes alone (same handler code, none of the app-wide middleware), to tell
+# the handler's cost from the request logging, request ids and metrics around every route.
+$BIN/flagstaff-bench handler --bind "127.0.0.1:$HANDLER_PORT" --data-dir "$DATA" &
+HANDLER_PID=$!
+PIDS+=("$HANDLER_PID")
 sleep 0.5
 
 # wrk prints "Requests/sec: N" and, with --latency, "99% Xms|us|s".
@@ -88,17 +95,22 @@ measure() {
 }
 
 echo "== GET /sdk/v1/bundle, wrk -t2 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds"
+NAMES="flagstaff-304 handler-304 bare-304 flagstaff-gzip handler-gzip bare-gzip"
 declare -A SUM
-for name in flagstaff-304 bare-304 flagstaff-gzip bare-gzip; do SUM[$name]=0; done
-# Warm both servers up.
-wrk -t2 -c$CONNECTIONS -d2s -H "Authorization: Bearer $KEY" -H "If-None-Match: $ETAG" "http://127.0.0.1:$PORT/sdk/v1/bundle" >/dev/null
-wrk -t2 -c$CONNECTIONS -d2s -H "If-None-Match: $ETAG" "http://127.0.0.1:$BARE_PORT/sdk/v1/bundle" >/dev/null
+for name in $NAMES; do SUM[$name]=0; done
+# Warm the servers up.
+for port in "$PORT" "$HANDLER_PORT" "$BARE_PORT"; do
+    wrk -t2 -c$CONNECTIONS -d2s -H "Authorization: Bearer $KEY" -H "If-None-Match: $ETAG" \
+        "http://127.0.0.1:$port/sdk/v1/bundle" >/dev/null
+done
 for round in $(seq "$ROUNDS"); do
-    for name in flagstaff-304 bare-304 flagstaff-gzip bare-gzip; do
+    for name in $NAMES; do
         case $name in
             flagstaff-304) r=$(measure "$PORT" -H "If-None-Match: $ETAG") ;;
+            handler-304) r=$(measure "$HANDLER_PORT" -H "If-None-Match: $ETAG") ;;
             bare-304) r=$(measure "$BARE_PORT" -H "If-None-Match: $ETAG") ;;
             flagstaff-gzip) r=$(measure "$PORT" -H "Accept-Encoding: gzip") ;;
+            handler-gzip) r=$(measure "$HANDLER_PORT" -H "Accept-Encoding: gzip") ;;
             bare-gzip) r=$(measure "$BARE_PORT" -H "Accept-Encoding: gzip") ;;
         esac
         read -r rps p99 non2xx <<<"$r"
@@ -107,10 +119,10 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 for kind in 304 gzip; do
-    awk -v f="${SUM[flagstaff-$kind]}" -v b="${SUM[bare-$kind]}" -v n="$ROUNDS" -v k="$kind" \
-        'BEGIN {printf "mean %-5s flagstaff %.0f req/s, bare %.0f req/s: %.1f%% of bare\n", k, f/n, b/n, 100*f/b}'
+    awk -v f="${SUM[flagstaff-$kind]}" -v h="${SUM[handler-$kind]}" -v b="${SUM[bare-$kind]}" -v n="$ROUNDS" -v k="$kind" \
+        'BEGIN {printf "mean %-5s bare %.0f req/s; flagstaff %.0f req/s = %.1f%% of bare; SDK routes alone %.0f req/s = %.1f%% of bare\n", k, b/n, f/n, 100*f/b, h/n, 100*h/b}'
 done
-kill "$BARE_PID"; wait "$BARE_PID" 2>/dev/null || true
+kill "$BARE_PID" "$HANDLER_PID"; wait "$BARE_PID" "$HANDLER_PID" 2>/dev/null || true
 
 echo "== $STREAMS SSE streams, $TOGGLES toggles"
 $BIN/flagstaff-bench streams --addr "127.0.0.1:$PORT" --key "$KEY" --token "$TOKEN" \

@@ -37,6 +37,9 @@ enum Command {
     Setup(SetupArgs),
     /// Serve saved bundle bytes from a bare actix-web handler (If-None-Match → 304, gzip).
     Bare(BareArgs),
+    /// Serve Flagstaff's SDK routes alone (no app-wide middleware) from a data dir, to tell the
+    /// handler's cost from the middleware's.
+    Handler(HandlerArgs),
     /// Open many SSE streams, report memory per stream and toggle-to-delivery latency.
     Streams(StreamsArgs),
 }
@@ -64,6 +67,15 @@ struct BareArgs {
     /// The directory `setup` wrote.
     #[arg(long)]
     dir: PathBuf,
+}
+
+#[derive(Args)]
+struct HandlerArgs {
+    #[arg(long)]
+    bind: SocketAddr,
+    /// The running server's data dir (read at start).
+    #[arg(long)]
+    data_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -99,6 +111,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Bare(args) => actix_web::rt::System::new().block_on(bare(args)),
+        Command::Handler(args) => handler(args),
         Command::Setup(args) => runtime()?.block_on(setup(args)),
         Command::Streams(args) => runtime()?.block_on(streams(args)),
     }
@@ -258,6 +271,21 @@ async fn bare(args: BareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn handler(args: HandlerArgs) -> anyhow::Result<()> {
+    let state = flagstaff::AppState::open(flagstaff::config::Settings::with_data_dir(&args.data_dir))?;
+    actix_web::rt::System::new().block_on(async move {
+        HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(state.clone()))
+                .configure(flagstaff::http::sdk::configure)
+        })
+        .bind(args.bind)?
+        .run()
+        .await?;
+        Ok(())
+    })
+}
+
 /// What every stream task reports.
 struct Shared {
     base: Instant,
@@ -333,14 +361,14 @@ async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
         "http://{}/api/v1/projects/{PROJECT}/flags/{TOGGLED_FLAG}/environments/{ENVIRONMENT}",
         args.addr
     );
-    let mut lasts = Vec::new();
-    let mut p99s = Vec::new();
+    let (mut after_answer_p99, mut fan_out_p99, mut fan_out_last, mut sent_to_last) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (round, (heard, times)) in shared.rounds.iter().enumerate() {
         let sent = Instant::now();
         let resp = http
             .patch(&toggle_url)
             .bearer_auth(&args.token)
-            .json(&json!({"enabled": round % 2 == 0}))
+            .json(&json!({"enabled": round % 2 == 1}))
             .send()
             .await?;
         let status = resp.status();
@@ -359,44 +387,51 @@ async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let answered_ns = (answered - shared.base).as_nanos() as u64;
-        let sent_ns = (sent - shared.base).as_nanos() as u64;
-        let mut after_answer: Vec<u64> = times
-            .iter()
-            .map(|t| t.load(Ordering::Relaxed).saturating_sub(answered_ns))
-            .collect();
-        after_answer.sort_unstable();
-        let last_after_send = times
-            .iter()
-            .map(|t| t.load(Ordering::Relaxed))
-            .max()
-            .unwrap_or(0)
-            .saturating_sub(sent_ns);
-        let pct = |p: f64| after_answer[((after_answer.len() as f64 * p).ceil() as usize).clamp(1, n) - 1];
+        let at = |instant: Instant| (instant - shared.base).as_nanos() as u64;
+        let mut received: Vec<u64> = times.iter().map(|t| t.load(Ordering::Relaxed)).collect();
+        received.sort_unstable();
+        let first = received[0];
+        let before_answer = received.iter().filter(|&&t| t < at(answered)).count();
+        // Percentiles of the delay from `from` (negative delays count as 0).
+        let pct = |from: u64, p: f64| {
+            let i = ((n as f64 * p).ceil() as usize).clamp(1, n) - 1;
+            received[i].saturating_sub(from)
+        };
         let ms = |ns: u64| ns as f64 / 1e6;
         println!(
-            "toggle {round}: API answered in {:.1} ms; after the answer: p50 {:.1} ms, p99 {:.1} ms, last {:.1} ms \
-             (last {:.1} ms after the request was sent)",
-            ms((answered - sent).as_nanos() as u64),
-            ms(pct(0.50)),
-            ms(pct(0.99)),
-            ms(pct(1.0)),
-            ms(last_after_send),
+            "toggle {round}: API answered in {:.1} ms, {before_answer} streams had the event before that; \
+             after the answer p99 {:.1} ms, last {:.1} ms; after the first stream: p50 {:.1} ms, p99 {:.1} ms, \
+             last {:.1} ms; request sent to last stream {:.1} ms",
+            ms(at(answered) - at(sent)),
+            ms(pct(at(answered), 0.99)),
+            ms(pct(at(answered), 1.0)),
+            ms(pct(first, 0.50)),
+            ms(pct(first, 0.99)),
+            ms(pct(first, 1.0)),
+            ms(pct(at(sent), 1.0)),
         );
-        lasts.push(pct(1.0));
-        p99s.push(pct(0.99));
+        after_answer_p99.push(pct(at(answered), 0.99));
+        fan_out_p99.push(pct(first, 0.99));
+        fan_out_last.push(pct(first, 1.0));
+        sent_to_last.push(pct(at(sent), 1.0));
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    lasts.sort_unstable();
-    p99s.sort_unstable();
-    let ms = |ns: u64| ns as f64 / 1e6;
+    let median = |v: &mut Vec<u64>| {
+        v.sort_unstable();
+        v[v.len() / 2] as f64 / 1e6
+    };
+    let worst = |v: &[u64]| v.iter().max().copied().unwrap_or(0) as f64 / 1e6;
     println!(
-        "SUMMARY streams={n} per_stream_kib={:.1} toggles={} p99_median_ms={:.1} last_median_ms={:.1} last_worst_ms={:.1}",
+        "SUMMARY streams={n} per_stream_kib={:.1} toggles={} medians: after_answer_p99_ms={:.1} \
+         fan_out_p99_ms={:.1} fan_out_last_ms={:.1} sent_to_last_ms={:.1}; worst fan_out_last_ms={:.1} sent_to_last_ms={:.1}",
         per_stream / 1024.0,
         args.toggles,
-        ms(p99s[p99s.len() / 2]),
-        ms(lasts[lasts.len() / 2]),
-        ms(*lasts.last().unwrap_or(&0)),
+        median(&mut after_answer_p99),
+        median(&mut fan_out_p99),
+        median(&mut fan_out_last),
+        median(&mut sent_to_last),
+        worst(&fan_out_last),
+        worst(&sent_to_last),
     );
     Ok(())
 }
