@@ -104,13 +104,14 @@ fn bundle(n: usize) -> Vec<u8> {
 
 /// Answers every HTTP request on a loopback port with `body` as the bundle; returns the URL.
 async fn serve(body: Vec<u8>) -> String {
+    let body = std::sync::Arc::new(body);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
     let url = format!("http://{}", listener.local_addr().expect("address"));
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
-            let body = body.clone();
+            let body = std::sync::Arc::clone(&body);
             tokio::spawn(async move {
                 let mut request = Vec::new();
                 let mut buf = [0u8; 4096];
@@ -155,10 +156,17 @@ fn memory(runtime: &tokio::runtime::Runtime, flags: usize) {
     let size = body.len();
     let url = runtime.block_on(serve(body));
     // One client first, so that lazily initialised statics (TLS roots, thread locals) are not
-    // counted as the client's.
-    drop(runtime.block_on(client(&url)));
+    // counted as the client's; closed, so that its memory is freed before measuring.
+    let warm_up = runtime.block_on(client(&url));
+    runtime.block_on(warm_up.close());
+    drop(warm_up);
     let region = Region::new(GLOBAL);
-    let client = runtime.block_on(client(&url));
+    let client = runtime.block_on(async {
+        let client = client(&url).await;
+        // Let the loopback server's connection task finish and free its buffers.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        client
+    });
     let change = region.change();
     let live = change.bytes_allocated as i64 - change.bytes_deallocated as i64;
     println!(
@@ -176,6 +184,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    memory(&runtime, 2);
     memory(&runtime, 1000);
 
     let url = runtime.block_on(serve(bundle(1000)));

@@ -48,3 +48,8 @@ pub fn context(value: Value) -> Context {
         _ => Context::new(),
     }
 }
+
+/// The README's examples, compiled as doctests so they cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -82,31 +82,50 @@ pub(crate) async fn run_updates(shared: Arc<Shared>, stop: CancellationToken) {
         shared: &shared,
         failing: false,
     };
+    // A revision announced by the stream but not fetched (the server busy, say) is retried soon,
+    // with backoff, rather than at the next poll: polling is off while the stream is up.
+    let mut retry = Backoff::new(shared.config.reconnect_initial, period);
+    let mut retry_at: Option<Instant> = None;
     loop {
-        tokio::select! {
+        let retry_due = async move {
+            match retry_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let preferred = tokio::select! {
             _ = stop.cancelled() => break,
             Some(notice) = received.recv() => {
                 let current = shared.snapshot.load();
                 let known = match (&notice.etag, &current.etag) {
                     (Some(new), Some(held)) => new == held,
-                    _ => notice.revision == Some(current.revision) && notice.revision.is_some(),
+                    _ => notice.revision.is_some() && notice.revision == Some(current.revision),
                 };
-                drop(current);
-                if !known {
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = updater.refresh(notice.endpoint) => {}
-                    }
+                if known {
+                    continue;
                 }
+                notice.endpoint
             }
+            _ = retry_due => None,
             _ = poll.tick() => {
-                if !shared.stream_connected.load(Ordering::Relaxed) {
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = updater.refresh(None) => {}
-                    }
+                if shared.stream_connected.load(Ordering::Relaxed) && retry_at.is_none() {
+                    continue;
                 }
+                None
             }
+        };
+        let fetched = tokio::select! {
+            _ = stop.cancelled() => break,
+            fetched = updater.refresh(preferred) => fetched,
+        };
+        if fetched {
+            retry.reset();
+            retry_at = None;
+        } else if shared.stream_connected.load(Ordering::Relaxed) {
+            retry_at = Some(Instant::now() + retry.next_delay(&mut rand::rng()));
+        } else {
+            // Polling takes over.
+            retry_at = None;
         }
     }
     if let Some(stream) = stream
@@ -126,8 +145,8 @@ struct Updater<'a> {
 
 impl Updater<'_> {
     /// Fetches the bundle (conditionally) from `preferred`, then the other servers in order,
-    /// and installs it when it is new.
-    async fn refresh(&mut self, preferred: Option<usize>) {
+    /// and installs it when it is new. False when no server gave it.
+    async fn refresh(&mut self, preferred: Option<usize>) -> bool {
         let config = &self.shared.config;
         let order = preferred
             .into_iter()
@@ -147,17 +166,17 @@ impl Updater<'_> {
             {
                 Ok(Fetched::NotModified) => {
                     self.recovered();
-                    return;
+                    return true;
                 }
                 Ok(Fetched::Bundle { bytes, etag }) => {
                     if etag.is_some() && etag == held {
                         self.recovered();
-                        return;
+                        return true;
                     }
                     match self.install(endpoint, bytes, etag).await {
                         Ok(()) => {
                             self.recovered();
-                            return;
+                            return true;
                         }
                         Err(e) => errors.push(format!("{endpoint}: {e}")),
                     }
@@ -172,6 +191,7 @@ impl Updater<'_> {
             tracing::warn!(%errors, "no Flagstaff server gave the configuration; keeping the one held");
         }
         self.failing = true;
+        false
     }
 
     fn recovered(&mut self) {
