@@ -786,3 +786,70 @@ async fn toggle_latency() {
     );
     client.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_client_stops_its_background_tasks() {
+    let setup = Setup::new(document()).await;
+    let client = setup.builder().build().await.expect("client");
+    let copy = client.clone();
+    let mut changes = client.subscribe();
+    drop(client);
+    // A clone keeps everything running.
+    setup.toggle("new-checkout", false).await;
+    let change = tokio::time::timeout(PATIENCE, changes.recv())
+        .await
+        .expect("still running")
+        .expect("change");
+    assert_eq!(change.flags, vec!["new-checkout".to_owned()]);
+    drop(copy);
+    // The tasks end and release the channel: the receiver sees it closed.
+    let closed = tokio::time::timeout(PATIENCE, changes.recv())
+        .await
+        .expect("the tasks stop");
+    assert!(
+        matches!(closed, Err(tokio::sync::broadcast::error::RecvError::Closed)),
+        "{closed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_leaves_the_sdk_on_its_last_configuration() {
+    let setup = Setup::with_env(document(), &[("FLAGSTAFF_STREAM_KEEPALIVE_SECS", "1")]).await;
+    let (status, created) = setup
+        .api(
+            Method::POST,
+            "/api/v1/projects/shop/environments/production/keys",
+            Some(json!({"kind": "server", "name": "to revoke"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let key = created["key"].as_str().expect("key");
+    let client = Client::builder(&setup.server.url, key)
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(400))
+        .poll_interval(Duration::from_millis(200))
+        .send_events(false)
+        .build()
+        .await
+        .expect("client");
+    eventually("the stream connects", || client.status().stream_connected).await;
+    let path = format!(
+        "/api/v1/projects/shop/environments/production/keys/{}",
+        created["id"]
+    );
+    let (status, body) = setup.api(Method::DELETE, &path, None).await;
+    assert!(status.is_success(), "revoke: {status} {body}");
+    eventually("the server closes the revoked key's stream", || {
+        !client.status().stream_connected
+    })
+    .await;
+    setup.toggle("new-checkout", false).await;
+    // Polling and reconnecting are refused from now on; reads go on with what is held.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let acme = ctx(json!({"targetingKey": "u-9", "email": "ada@acme.com"}));
+    assert!(
+        client.bool_value("new-checkout", &acme, false),
+        "the last configuration the key could read"
+    );
+    assert!(!client.status().stream_connected);
+    client.close().await;
+}
