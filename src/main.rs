@@ -1,7 +1,7 @@
 //! Parse the configuration, start tracing, open the store, run. Nothing else: each command's
 //! work lives in the library (`flagstaff::cli`), where tests reach it.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 
 use anyhow::Context as _;
 use clap::Parser as _;
@@ -46,8 +46,11 @@ fn main() -> anyhow::Result<()> {
 fn init_tracing(filter: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(filter)
         .with_context(|| format!("invalid --log / FLAGSTAFF_LOG value {filter:?}"))?;
+    // Colours only on a terminal (not in `docker logs` or a file), and never with NO_COLOR.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
