@@ -5,6 +5,10 @@
 
 mod backup;
 mod crash;
+mod docker;
+mod health;
+mod logs;
+mod proxy;
 mod shutdown;
 
 use std::io::{BufRead as _, BufReader};
@@ -108,6 +112,7 @@ pub struct Flagstaff {
     child: Child,
     pub url: String,
     lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
     exited: Option<ExitStatus>,
 }
 
@@ -136,7 +141,7 @@ impl Flagstaff {
         let (tx, rx) = mpsc::channel::<String>();
         let stderr = child.stderr.take().expect("stderr is piped");
         let collected = lines.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Ok(v) = serde_json::from_str::<Value>(&line)
                     && let Some(addr) = v["fields"]["addr"].as_str()
@@ -164,6 +169,7 @@ impl Flagstaff {
             child,
             url: format!("http://{addr}"),
             lines,
+            reader: Some(reader),
             exited: None,
         }
     }
@@ -187,6 +193,10 @@ impl Flagstaff {
         while Instant::now() < until {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 self.exited = Some(status);
+                // Every line the process wrote is read once its end of the pipe is closed.
+                if let Some(reader) = self.reader.take() {
+                    reader.join().expect("the log reader");
+                }
                 return Some(status);
             }
             std::thread::sleep(Duration::from_millis(10));
