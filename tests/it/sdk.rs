@@ -37,6 +37,7 @@ async fn shop(app: &TestApp) -> Shop {
         "flagstaff": 1,
         "project": {"key": "shop", "name": "Shop"},
         "environments": [{"key": "staging", "name": "Staging"}, {"key": "production", "name": "Production"}],
+        "segments": [{"key": "beta", "name": "Beta", "included": ["u-1"]}],
         "flags": [
             {"key": "new-checkout", "name": "New checkout", "kind": "flag", "type": "boolean",
              "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
@@ -284,6 +285,10 @@ async fn the_bundle_is_the_keys_environment_with_etag_304_and_gzip() {
             "only this environment's state"
         );
     }
+    assert_eq!(
+        bundle.segments.iter().map(|s| s.key.as_str()).collect::<Vec<_>>(),
+        ["beta"]
+    );
     let checkout = &bundle.flags[1].environments["production"];
     assert!(checkout.enabled);
     assert_eq!(checkout.rules[0].id.as_deref(), Some("vip"));
