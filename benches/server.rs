@@ -146,6 +146,34 @@ fn options() -> Options {
     o
 }
 
+/// CPU time of the calling thread, from `/proc/thread-self/schedstat` (nanoseconds on a CPU).
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("Linux /proc");
+    Duration::from_nanos(
+        stat.split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("schedstat"),
+    )
+}
+
+/// CPU time of the whole process (every thread, user and system), from `/proc/self/stat`, in
+/// its unit of 1/100 s: meaningful as a mean over many operations.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("Linux /proc");
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')
+        .expect("stat")
+        .1
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    Duration::from_millis(10 * fields.iter().sum::<u64>())
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -172,16 +200,14 @@ fn breakdown(state: &AppState, n: usize) {
         .find("shop", "production")
         .expect("served")
         .environment_id;
+    // The CPU time of this thread (each part runs on it), as a mean over `n` runs: unlike
+    // wall-clock time, it does not grow when other processes take the machine's cores.
     let time = |f: &mut dyn FnMut()| {
-        let mut samples: Vec<Duration> = (0..n)
-            .map(|_| {
-                let start = Instant::now();
-                f();
-                start.elapsed()
-            })
-            .collect();
-        samples.sort();
-        percentile(&samples, 0.5).as_secs_f64() * 1e3
+        let start = thread_cpu();
+        for _ in 0..n {
+            f();
+        }
+        thread_cpu().saturating_sub(start).as_secs_f64() * 1e3 / n as f64
     };
     let empty_write = time(&mut || {
         state
@@ -232,10 +258,10 @@ fn breakdown(state: &AppState, n: usize) {
             .expect("apply");
     });
     println!(
-        "breakdown (medians): the toggle without HTTP (AppState::write of flags::patch_state) {store_toggle:.2} ms"
+        "breakdown (mean CPU time): the toggle without HTTP (AppState::write of flags::patch_state) {store_toggle:.2} ms"
     );
     println!(
-        "breakdown (medians): empty write transaction (publish + commit) {empty_write:.2} ms; \
+        "breakdown (mean CPU time): empty write transaction (publish + commit) {empty_write:.2} ms; \
          load the project document {document_only:.2} ms, + validate it {:.2} ms; \
          snapshot rebuild of one flag {snapshot:.2} ms",
         document_and_validate - document_only
@@ -280,6 +306,7 @@ fn main() {
     let samples = actix_web::rt::System::new().block_on(async {
         let app = actix_web::test::init_service(build_app(state.clone())).await;
         let mut samples = Vec::with_capacity(o.toggles);
+        let mut cpu = Duration::ZERO;
         for n in 0..o.toggles + 10 {
             let flag = format!("flag-{:04}", (n * 7) % o.flags);
             let uri = format!("/api/v1/projects/shop/flags/{flag}/environments/production");
@@ -288,21 +315,27 @@ fn main() {
                 .insert_header(("Authorization", format!("Bearer {token}")))
                 .set_json(json!({"enabled": n % 2 == 0}))
                 .to_request();
-            let start = Instant::now();
+            let (start, cpu_start) = (Instant::now(), process_cpu());
             let res = actix_web::test::call_service(&app, req).await;
             let elapsed = start.elapsed();
             assert!(res.status().is_success(), "toggle answered {}", res.status());
             // The first few warm the caches (prepared statements, the page cache).
             if n >= 10 {
                 samples.push(elapsed);
+                cpu += process_cpu().saturating_sub(cpu_start);
             }
         }
-        samples
+        (samples, cpu / o.toggles as u32)
     });
+    let (samples, cpu) = samples;
     let production = state.snapshots.find("shop", "production").expect("served");
     assert_eq!(production.flags().map(|f| f.len()).unwrap_or(0), o.flags);
     drop(production);
     report("toggle", samples, Duration::from_millis(5));
+    println!(
+        "toggle   CPU time of the whole process per toggle (mean): {:.2} ms",
+        cpu.as_secs_f64() * 1e3
+    );
     breakdown(&state, o.toggles);
     drop(state);
 
