@@ -1,4 +1,5 @@
-//! Request logs: one span per request carrying a request id (also sent back as `X-Request-Id`),
+//! Request logs: one span per request carrying a request id (also sent back as `X-Request-Id`)
+//! and, once answered, its status and `took_ms` (to the response head),
 //! and one event when it is answered — `debug` for successes, `info` for refusals (4xx), `error`
 //! for failures (5xx), all with the target `flagstaff::request`, so
 //! `FLAGSTAFF_LOG=info,flagstaff::request=debug` turns on a full access log.
@@ -59,28 +60,30 @@ impl RootSpanBuilder for RequestSpan {
             path = Empty,
             client_ip = %client_ip,
             status = Empty,
+            took_ms = Empty,
         )
     }
 
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
-        let (status, error, took_ms) = match outcome {
+        let (status, error) = match outcome {
             Ok(res) => {
                 span.record("path", safe_path(res.request()).as_str());
-                let took = res.request().extensions().get::<Started>().map(|s| s.0.elapsed());
-                let error = res.response().error().map(|e| e.to_string());
-                (res.status(), error, took.map(|d| d.as_secs_f64() * 1000.0))
+                if let Some(started) = res.request().extensions().get::<Started>() {
+                    span.record("took_ms", started.0.elapsed().as_secs_f64() * 1000.0);
+                }
+                (res.status(), res.response().error().map(|e| e.to_string()))
             }
-            Err(e) => (e.as_response_error().status_code(), Some(e.to_string()), None),
+            Err(e) => (e.as_response_error().status_code(), Some(e.to_string())),
         };
         let code = status.as_u16();
         span.record("status", code);
-        let took_ms = took_ms.unwrap_or(f64::NAN);
+        let error = error.as_deref().unwrap_or("");
         if status.is_server_error() {
-            tracing::error!(target: TARGET, parent: &span, status = code, took_ms, error = error.as_deref().unwrap_or(""), "request failed");
+            tracing::error!(target: TARGET, parent: &span, status = code, error, "request failed");
         } else if status.is_client_error() {
-            tracing::info!(target: TARGET, parent: &span, status = code, took_ms, error = error.as_deref().unwrap_or(""), "request refused");
+            tracing::info!(target: TARGET, parent: &span, status = code, error, "request refused");
         } else {
-            tracing::debug!(target: TARGET, parent: &span, status = code, took_ms, "request answered");
+            tracing::debug!(target: TARGET, parent: &span, status = code, "request answered");
         }
     }
 }
