@@ -23,7 +23,8 @@ if ! command -v wrk >/dev/null; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends wrk >/dev/null
 fi
 
-cargo build --release --locked -p flagstaff -p flagstaff-bench
+cargo build --release --locked -p flagstaff --bin flagstaff
+cargo build --release --locked -p flagstaff-bench --bin ofrep-bench
 BIN=target/release
 
 WORK=$(mktemp -d)
@@ -38,7 +39,7 @@ trap cleanup EXIT
 echo "== machine"
 grep -m1 "model name" /proc/cpuinfo | sed 's/.*: /cpu: /'
 echo "cores: $(nproc), memory: $(free -m | awk '/Mem:/ {print $2}') MiB, kernel: $(uname -r)"
-wrk --version 2>&1 | head -1
+echo "$(wrk --version 2>&1 | head -1)"
 
 DATA="$WORK/data"
 printf 'bench-password-0123456789\n' |

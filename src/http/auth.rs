@@ -41,12 +41,23 @@ impl Admin {
 
 /// The credential of a request: `Authorization: Bearer <secret>` or `X-API-Key: <secret>`.
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
-    if let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(value) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let value = value.trim();
         let (scheme, secret) = value.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| secret.trim()).filter(|s| !s.is_empty());
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| secret.trim())
+            .filter(|s| !s.is_empty());
     }
-    req.headers().get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|s| !s.is_empty())
+    req.headers()
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
 }
 
 impl FromRequest for Admin {
@@ -59,12 +70,19 @@ impl FromRequest for Admin {
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
             let Some(secret) = secret else {
-                return Err(ApiError::Unauthorized("an admin token is required: Authorization: Bearer <token>".into()));
+                return Err(ApiError::Unauthorized(
+                    "an admin token is required: Authorization: Bearer <token>".into(),
+                ));
             };
-            let found = state.store.read(move |conn| admin_tokens::authenticate(conn, &secret)).await?;
+            let found = state
+                .store
+                .read(move |conn| admin_tokens::authenticate(conn, &secret))
+                .await?;
             match found {
                 Some((token_id, user)) => Ok(Admin { user, token_id }),
-                None => Err(ApiError::Unauthorized("the admin token is unknown or revoked".into())),
+                None => Err(ApiError::Unauthorized(
+                    "the admin token is unknown or revoked".into(),
+                )),
             }
         })
     }
@@ -133,6 +151,64 @@ impl FromRequest for ServerKey {
             KeyKind::Client => Err(ApiError::Forbidden(
                 "a client key cannot read the bundle or the stream: use a server key".into(),
             )),
+        }))
+    }
+}
+
+/// A caller of the evaluation endpoints (OFREP): an SDK key of either kind, from
+/// `Authorization: Bearer` or `X-API-Key`. A server key evaluates every flag of its environment;
+/// a client key only the client-side ones (any other flag does not exist for it). 401 when the
+/// key is missing, unknown or revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvaluationKey {
+    pub key: SdkKey,
+    /// The client key itself: public by nature, so it may go in a browser's stream URL.
+    /// `None` for a server key, which never goes in a URL.
+    pub client_secret: Option<String>,
+}
+
+impl EvaluationKey {
+    /// Whether this caller may evaluate (or even learn of) `flag`.
+    pub fn may_evaluate(&self, flag: &flagstaff_eval::CompiledFlag) -> bool {
+        self.key.kind == KeyKind::Server || flag.is_client_side()
+    }
+
+    /// A client key given in a URL (`/client/v1/{key}/…`, a stream's `?key=`): 401 when unknown
+    /// or revoked, 403 for a server key, which must never appear in a URL.
+    pub fn client_key_in_url(state: &AppState, secret: &str) -> Result<EvaluationKey, ApiError> {
+        let Some(key) = state.keys.find(secret) else {
+            return Err(ApiError::Unauthorized(
+                "the client key is unknown or revoked".into(),
+            ));
+        };
+        if key.kind != KeyKind::Client {
+            return Err(ApiError::Forbidden(
+                "only a client key may appear in a URL; this server key is now exposed: revoke it".into(),
+            ));
+        }
+        state.events.touch_key(key.id);
+        Ok(EvaluationKey {
+            key: SdkKey {
+                id: key.id,
+                environment_id: key.environment_id,
+                kind: key.kind,
+            },
+            client_secret: Some(secret.to_owned()),
+        })
+    }
+}
+
+impl FromRequest for EvaluationKey {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<EvaluationKey, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(SdkKey::from_request_sync(req).map(|key| EvaluationKey {
+            client_secret: match key.kind {
+                KeyKind::Client => bearer(req).map(str::to_owned),
+                KeyKind::Server => None,
+            },
+            key,
         }))
     }
 }

@@ -18,15 +18,13 @@ use actix_web::web::{self, Bytes, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 use base64::Engine as _;
 use flagstaff_eval::{Context, Value};
-use serde::Serialize;
 
 use super::auth::EvaluationKey;
 use super::cors;
-use super::ofrep::{check_context, etag, json_type, not_modified};
+use super::ofrep::{check_context, etag, json_type, not_modified, record, write_str, write_value};
 use crate::AppState;
 use crate::config::FrontendArgs;
 use crate::error::ApiError;
-use crate::events::Count;
 
 /// Registers `/client/v1` and `/sdk/flagstaff.js`, with CORS for browsers.
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -84,14 +82,6 @@ pub(crate) fn decode_context(encoded: &str, limits: &FrontendArgs) -> Result<Con
     Ok(context)
 }
 
-/// The answer: the value of each client-side flag, by key, and the environment's revision
-/// they reflect (so an SDK can tell whether a change it hears of is already in them).
-#[derive(Serialize)]
-struct Values {
-    flags: serde_json::Map<String, Value>,
-    revision: u64,
-}
-
 /// `GET /client/v1/{client key}/{context}`.
 async fn values(
     state: web::Data<AppState>,
@@ -107,20 +97,25 @@ async fn values(
         .get(caller.key.environment_id)
         .ok_or_else(|| ApiError::Unauthorized("the key's environment no longer exists".into()))?;
     let evaluations = snapshot.engine.evaluate_all(&context, |f| caller.may_evaluate(f));
-    crate::metrics::record_evaluations("server", evaluations.len() as u64);
-    // Flags that cannot be evaluated for this context (a rollout without a targetingKey) are
-    // left out: the SDK then answers its default, as for an unknown flag.
-    let mut flags = serde_json::Map::new();
+    // {"flags": {key: value, …}, "revision": n}. Flags that cannot be evaluated for this
+    // context (a rollout without a targetingKey) are left out: the SDK then answers its default,
+    // as for an unknown flag.
+    let mut body = Vec::with_capacity(64 + 48 * evaluations.len());
+    body.extend_from_slice(b"{\"flags\":{");
+    let mut first = true;
     for e in &evaluations {
         if let (Some(value), None) = (e.value, e.error) {
-            flags.insert(e.key.to_owned(), value.clone());
+            if !std::mem::take(&mut first) {
+                body.push(b',');
+            }
+            write_str(&mut body, e.key);
+            body.push(b':');
+            write_value(&mut body, value);
         }
     }
-    let body = serde_json::to_vec(&Values {
-        flags,
-        revision: snapshot.revision,
-    })
-    .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    body.extend_from_slice(b"},\"revision\":");
+    body.extend_from_slice(snapshot.revision.to_string().as_bytes());
+    body.push(b'}');
     let etag = etag(snapshot.environment_id, &body);
     let cache_control = format!(
         "public, max-age={}, stale-while-revalidate={}, stale-if-error={}",
@@ -134,17 +129,7 @@ async fn values(
             .insert_header((header::CACHE_CONTROL, cache_control))
             .finish());
     }
-    let counts = evaluations.iter().filter_map(|e| match (e.variant, e.error) {
-        (Some(variant), None) => Some(Count {
-            flag: e.key,
-            variant,
-            count: 1,
-        }),
-        _ => None,
-    });
-    state
-        .events
-        .record(snapshot.environment_id, crate::store::now_ms(), counts);
+    record(&state, snapshot.environment_id, &evaluations);
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((header::ETAG, etag))

@@ -76,12 +76,12 @@ pub async fn public(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<BoxBody, impl MessageBody>>, Error> {
-    let origins = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.settings.serve.frontend.cors_origins.clone())
-        .unwrap_or_default();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let origins = state
+        .as_ref()
+        .map_or(&[][..], |s| &s.settings.serve.frontend.cors_origins[..]);
     let origin = req.headers().get(header::ORIGIN).cloned();
-    let allowed = allowed(&origins, origin.as_ref());
+    let allowed = allowed(origins, origin.as_ref());
 
     let preflight = req.method() == Method::OPTIONS
         && origin.is_some()

@@ -3,7 +3,10 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod client;
+pub mod cors;
 pub mod health;
+pub mod ofrep;
 pub mod sdk;
 
 use actix_web::web::ServiceConfig;
@@ -12,6 +15,7 @@ use actix_web::web::ServiceConfig;
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.configure(health::configure);
     cfg.configure(api::configure);
+    cfg.configure(ofrep::configure).configure(client::configure);
     cfg.configure(sdk::configure);
     cfg.configure(admin::configure);
 }

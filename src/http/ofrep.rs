@@ -27,14 +27,13 @@ use flagstaff_eval::{Context, EvalError, Evaluation, Reason, Value};
 use futures_util::StreamExt as _;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use super::auth::{EvaluationKey, SdkKey};
 use super::cors;
 use crate::AppState;
 use crate::config::FrontendArgs;
 use crate::error::ApiError;
-use crate::events::Count;
 use crate::hub::Change;
 use crate::snapshot::Snapshot;
 use crate::store::api_keys::KeyKind;
@@ -259,43 +258,6 @@ async fn read_context(
 // ---------------------------------------------------------------------------------------------
 // Evaluations on the wire.
 
-/// One flag's answer: a success or an evaluation failure.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Item<'a> {
-    Success {
-        key: &'a str,
-        value: &'a Value,
-        variant: &'a str,
-        reason: &'static str,
-        metadata: FlagMetadata<'a>,
-    },
-    Failure {
-        key: &'a str,
-        #[serde(rename = "errorCode")]
-        code: &'static str,
-        #[serde(rename = "errorDetails")]
-        details: String,
-        metadata: FlagMetadata<'a>,
-    },
-}
-
-/// OFREP flag metadata: primitives only (the providers drop anything else).
-#[derive(Serialize)]
-struct FlagMetadata<'a> {
-    /// The version of the flag's state in this environment.
-    version: u64,
-    /// The rule that served the value, when it has an id.
-    #[serde(rename = "ruleId", skip_serializing_if = "Option::is_none")]
-    rule_id: Option<&'a str>,
-    /// A prerequisite failed (OFREP's reasons are a closed list, so the reason says `DISABLED`).
-    #[serde(rename = "prerequisiteFailed", skip_serializing_if = "std::ops::Not::not")]
-    prerequisite_failed: bool,
-    /// Which prerequisite failed, when the caller may know of that flag.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prerequisite: Option<&'a str>,
-}
-
 /// The OFREP reason of an engine reason: the list is closed, so `PREREQUISITE_FAILED` is
 /// `DISABLED` (with metadata saying why).
 fn wire_reason(reason: Reason) -> &'static str {
@@ -305,21 +267,54 @@ fn wire_reason(reason: Reason) -> &'static str {
     }
 }
 
-fn item<'a>(evaluation: &Evaluation<'a>, may_see: impl Fn(&str) -> bool) -> Item<'a> {
-    let metadata = FlagMetadata {
-        version: evaluation.version,
-        rule_id: evaluation.rule_id,
-        prerequisite_failed: evaluation.reason == Reason::PrerequisiteFailed,
-        prerequisite: evaluation.prerequisite.filter(|p| may_see(p)),
-    };
-    match (evaluation.value, evaluation.variant, evaluation.error) {
-        (Some(value), Some(variant), None) => Item::Success {
-            key: evaluation.key,
-            value,
-            variant,
-            reason: wire_reason(evaluation.reason),
-            metadata,
-        },
+/// Writes `s` as a JSON string. Keys, variation keys and rule ids never need escaping (they
+/// are validated slugs), so the common case is a copy; anything else goes through serde_json.
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, s).expect("writing JSON to a Vec cannot fail");
+    }
+}
+
+/// Writes a number without an allocation.
+fn write_u64(out: &mut Vec<u8>, n: u64) {
+    use std::io::Write as _;
+    write!(out, "{n}").expect("writing to a Vec cannot fail");
+}
+
+pub(crate) fn write_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::String(s) => write_str(out, s),
+        other => serde_json::to_writer(&mut *out, other).expect("writing JSON to a Vec cannot fail"),
+    }
+}
+
+/// Writes one flag's answer: `{key, value, variant, reason, metadata}` on success,
+/// `{key, errorCode, errorDetails, metadata}` on failure. Metadata holds primitives only (the
+/// providers drop anything else): the state's `version`, the `ruleId` that served the value,
+/// and for a failed prerequisite `prerequisiteFailed` and — when the caller may know of that
+/// flag — its key as `prerequisite`. Returns whether it was a success.
+///
+/// Written by hand rather than derived: it is most of the bulk answer's cost.
+fn write_item(out: &mut Vec<u8>, evaluation: &Evaluation<'_>, may_see: impl Fn(&str) -> bool) -> bool {
+    out.extend_from_slice(b"{\"key\":");
+    write_str(out, evaluation.key);
+    let success = match (evaluation.value, evaluation.variant, evaluation.error) {
+        (Some(value), Some(variant), None) => {
+            out.extend_from_slice(b",\"value\":");
+            write_value(out, value);
+            out.extend_from_slice(b",\"variant\":");
+            write_str(out, variant);
+            out.extend_from_slice(b",\"reason\":\"");
+            out.extend_from_slice(wire_reason(evaluation.reason).as_bytes());
+            out.push(b'"');
+            true
+        }
         (_, _, error) => {
             let error = error.unwrap_or(EvalError::FlagNotFound);
             let details = match error {
@@ -330,14 +325,28 @@ fn item<'a>(evaluation: &Evaluation<'a>, may_see: impl Fn(&str) -> bool) -> Item
                 ),
                 EvalError::FlagNotFound => format!("flag {:?} was not found", evaluation.key),
             };
-            Item::Failure {
-                key: evaluation.key,
-                code: error.code(),
-                details,
-                metadata,
-            }
+            out.extend_from_slice(b",\"errorCode\":\"");
+            out.extend_from_slice(error.code().as_bytes());
+            out.extend_from_slice(b"\",\"errorDetails\":");
+            write_str(out, &details);
+            false
+        }
+    };
+    out.extend_from_slice(b",\"metadata\":{\"version\":");
+    write_u64(out, evaluation.version);
+    if let Some(rule_id) = evaluation.rule_id {
+        out.extend_from_slice(b",\"ruleId\":");
+        write_str(out, rule_id);
+    }
+    if evaluation.reason == Reason::PrerequisiteFailed {
+        out.extend_from_slice(b",\"prerequisiteFailed\":true");
+        if let Some(prerequisite) = evaluation.prerequisite.filter(|p| may_see(p)) {
+            out.extend_from_slice(b",\"prerequisite\":");
+            write_str(out, prerequisite);
         }
     }
+    out.extend_from_slice(b"}}");
+    success
 }
 
 fn snapshot_of(state: &AppState, key: &SdkKey) -> Result<Arc<Snapshot>, OfrepError> {
@@ -347,20 +356,10 @@ fn snapshot_of(state: &AppState, key: &SdkKey) -> Result<Arc<Snapshot>, OfrepErr
         .ok_or_else(|| ApiError::Unauthorized("the key's environment no longer exists".into()).into())
 }
 
-/// Counts what was served, for the evaluation insights.
-fn record(state: &AppState, environment_id: i64, evaluations: &[Evaluation<'_>]) {
+/// Counts what was served, for the evaluation insights and the metrics.
+pub(crate) fn record(state: &AppState, environment_id: i64, evaluations: &[Evaluation<'_>]) {
     crate::metrics::record_evaluations("server", evaluations.len() as u64);
-    let counts = evaluations.iter().filter_map(|e| match (e.variant, e.error) {
-        (Some(variant), None) => Some(Count {
-            flag: e.key,
-            variant,
-            count: 1,
-        }),
-        _ => None,
-    });
-    state
-        .events
-        .record(environment_id, crate::store::now_ms(), counts);
+    tally::add(state, environment_id, evaluations);
 }
 
 /// `POST /ofrep/v1/evaluate/flags/{key}`.
@@ -381,27 +380,14 @@ async fn single(
     let evaluation = engine.evaluate(&flag_key, &context);
     record(&state, snapshot.environment_id, std::slice::from_ref(&evaluation));
     let may_see = |k: &str| engine.flag(k).is_some_and(|f| caller.may_evaluate(f));
-    let item = item(&evaluation, may_see);
-    let status = match item {
-        Item::Success { .. } => StatusCode::OK,
-        Item::Failure { .. } => StatusCode::BAD_REQUEST,
+    let mut body = Vec::with_capacity(256);
+    let status = match write_item(&mut body, &evaluation, may_see) {
+        true => StatusCode::OK,
+        false => StatusCode::BAD_REQUEST,
     };
-    Ok(HttpResponse::build(status).json(item))
-}
-
-/// The bulk answer.
-#[derive(Serialize)]
-struct Bulk<'a> {
-    flags: Vec<Item<'a>>,
-    metadata: BulkMetadata<'a>,
-    #[serde(rename = "eventStreams")]
-    event_streams: [EventStream; 1],
-}
-
-#[derive(Serialize)]
-struct BulkMetadata<'a> {
-    project: &'a str,
-    environment: &'a str,
+    Ok(HttpResponse::build(status)
+        .content_type("application/json")
+        .body(body))
 }
 
 /// OFREP ADR-0008: where to listen for changes. Exactly one of `url` and `endpoint`.
@@ -446,13 +432,12 @@ fn event_stream(caller: &EvaluationKey, limits: &FrontendArgs) -> EventStream {
     }
 }
 
-/// A strong ETag over an answer's bytes and its environment.
+/// A strong ETag over an answer's bytes and its environment (XXH3-128: answers are hashed on
+/// every request, so the hash must cost next to nothing; it need not resist forgery, since the
+/// one who could forge it is the one it is served to).
 pub(crate) fn etag(environment_id: i64, body: &[u8]) -> String {
-    let digest = Sha256::new()
-        .chain_update(environment_id.to_le_bytes())
-        .chain_update(body)
-        .finalize();
-    format!("\"{}\"", hex::encode(&digest[..16]))
+    let hash = xxhash_rust::xxh3::xxh3_128_with_seed(body, environment_id as u64);
+    format!("\"{hash:032x}\"")
 }
 
 /// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110 wants for this header).
@@ -482,15 +467,23 @@ async fn bulk(
     let engine = &snapshot.engine;
     let evaluations = engine.evaluate_all(&context, |f| caller.may_evaluate(f));
     let may_see = |k: &str| engine.flag(k).is_some_and(|f| caller.may_evaluate(f));
-    let answer = Bulk {
-        flags: evaluations.iter().map(|e| item(e, may_see)).collect(),
-        metadata: BulkMetadata {
-            project: &snapshot.project.key,
-            environment: &snapshot.environment,
-        },
-        event_streams: [event_stream(&caller, limits)],
-    };
-    let body = serde_json::to_vec(&answer).map_err(|e| OfrepError::from(ApiError::Internal(Box::new(e))))?;
+    // {"flags": [...], "metadata": {"project", "environment"}, "eventStreams": [...]}
+    let mut body = Vec::with_capacity(256 + 160 * evaluations.len());
+    body.extend_from_slice(b"{\"flags\":[");
+    for (i, evaluation) in evaluations.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        write_item(&mut body, evaluation, may_see);
+    }
+    body.extend_from_slice(b"],\"metadata\":{\"project\":");
+    write_str(&mut body, &snapshot.project.key);
+    body.extend_from_slice(b",\"environment\":");
+    write_str(&mut body, &snapshot.environment);
+    body.extend_from_slice(b"},\"eventStreams\":[");
+    serde_json::to_writer(&mut body, &event_stream(&caller, limits))
+        .map_err(|e| OfrepError::from(ApiError::Internal(Box::new(e))))?;
+    body.extend_from_slice(b"]}");
     let etag = etag(snapshot.environment_id, &body);
     if not_modified(req.headers(), &etag) {
         return Ok(HttpResponse::NotModified()
@@ -593,6 +586,7 @@ fn stream_caller(
         if !state.keys.is_active(id) {
             return Err(invalid());
         }
+        state.events.touch_key(id);
         return Ok(SdkKey {
             id,
             environment_id,
@@ -615,6 +609,8 @@ struct Follow {
     key_id: i64,
     /// The last revision sent; nothing older or equal is sent again.
     sent: u64,
+    /// How often to check that the key is still active while nothing changes.
+    check_every: Duration,
 }
 
 impl Follow {
@@ -622,7 +618,14 @@ impl Follow {
     /// environment gone).
     async fn next(mut self) -> Option<(Result<sse::Event, std::convert::Infallible>, Follow)> {
         loop {
-            let (revision, etag) = match self.changes.recv().await {
+            let Ok(received) = tokio::time::timeout(self.check_every, self.changes.recv()).await else {
+                // Quiet for a while: a revoked key's stream still ends within one interval.
+                if !self.state.keys.is_active(self.key_id) {
+                    return None;
+                }
+                continue;
+            };
+            let (revision, etag) = match received {
                 Ok(change) if change.environment_id == self.environment_id => {
                     (change.revision, change.etag.clone())
                 }
@@ -666,15 +669,16 @@ async fn stream(
     // the current revision, tell it to evaluate again now.
     let first =
         (last_seen != Some(snapshot.revision)).then(|| Ok(refetch_event(snapshot.revision, &snapshot.etag)));
+    let keep_alive = Duration::from_secs(state.settings.serve.stream_keepalive_secs);
     let follow = Follow {
         changes,
         state: state.clone(),
         environment_id: key.environment_id,
         key_id: key.id,
         sent: snapshot.revision,
+        check_every: keep_alive,
     };
     let events = futures_util::stream::iter(first).chain(futures_util::stream::unfold(follow, Follow::next));
-    let keep_alive = Duration::from_secs(state.settings.serve.stream_keepalive_secs);
     let mut res = sse::Sse::from_stream(events)
         .with_keep_alive(keep_alive)
         .with_retry_duration(Duration::from_secs(2))
@@ -684,6 +688,116 @@ async fn stream(
         HeaderValue::from_static("no"),
     );
     Ok(res)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counting what was served. `Events::record` takes a lock and allocates per flag, which would
+// be most of a bulk evaluation's cost; so each worker thread adds its counts to a tally of its
+// own (no lock, no allocation once a flag and variant were seen) and hands the tally to
+// `Events` once a second. At shutdown, at most that last second of counts is lost.
+
+mod tally {
+    use std::cell::RefCell;
+    use std::sync::{Arc, Weak};
+    use std::time::Duration;
+
+    use flagstaff_eval::Evaluation;
+    use rustc_hash::FxHashMap;
+
+    use crate::AppState;
+    use crate::events::{Count, Events};
+
+    /// How often a worker hands its counts to `Events`.
+    const EVERY: Duration = Duration::from_secs(1);
+
+    /// Counts by environment, flag and variant.
+    type Counts = FxHashMap<i64, FxHashMap<Box<str>, Vec<(Box<str>, u64)>>>;
+
+    /// One application's counts on this thread (tests run several applications in a process).
+    struct Tally {
+        events: Weak<Events>,
+        at: i64,
+        counts: Counts,
+    }
+
+    thread_local! {
+        static TALLIES: RefCell<Vec<Tally>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub fn add(state: &AppState, environment_id: i64, evaluations: &[Evaluation<'_>]) {
+        let at = crate::store::now_ms();
+        let started = TALLIES.with_borrow_mut(|tallies| {
+            let found = tallies
+                .iter()
+                .position(|t| std::ptr::eq(t.events.as_ptr(), Arc::as_ptr(&state.events)));
+            let (index, started) = match found {
+                Some(index) => (index, false),
+                None => {
+                    let events = Arc::downgrade(&state.events);
+                    tallies.push(Tally {
+                        events,
+                        at,
+                        counts: Counts::default(),
+                    });
+                    (tallies.len() - 1, true)
+                }
+            };
+            let tally = &mut tallies[index];
+            tally.at = tally.at.max(at);
+            let flags = tally.counts.entry(environment_id).or_default();
+            for e in evaluations {
+                let (Some(variant), None) = (e.variant, e.error) else {
+                    continue;
+                };
+                if !flags.contains_key(e.key) {
+                    flags.insert(Box::from(e.key), Vec::new());
+                }
+                let variants = flags.get_mut(e.key).expect("inserted just above");
+                match variants.iter_mut().find(|(v, _)| &**v == variant) {
+                    Some((_, n)) => *n += 1,
+                    None => variants.push((Box::from(variant), 1)),
+                }
+            }
+            started
+        });
+        if started {
+            let events = Arc::downgrade(&state.events);
+            actix_web::rt::spawn(async move {
+                let mut tick = actix_web::rt::time::interval(EVERY);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if !flush(&events) {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+
+    /// Hands this thread's counts for `events` over; false once that application is gone.
+    fn flush(events: &Weak<Events>) -> bool {
+        let Some(target) = events.upgrade() else {
+            TALLIES.with_borrow_mut(|tallies| tallies.retain(|t| t.events.strong_count() > 0));
+            return false;
+        };
+        let taken = TALLIES.with_borrow_mut(|tallies| {
+            let tally = tallies.iter_mut().find(|t| t.events.ptr_eq(events))?;
+            Some((tally.at, std::mem::take(&mut tally.counts)))
+        });
+        let Some((at, counts)) = taken else { return true };
+        for (environment_id, flags) in &counts {
+            let counts = flags.iter().flat_map(|(flag, variants)| {
+                variants.iter().map(move |(variant, count)| Count {
+                    flag,
+                    variant,
+                    count: *count,
+                })
+            });
+            target.record(*environment_id, at, counts);
+        }
+        true
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ mod api_transfer;
 mod cli;
 mod helpers;
 mod keys;
+mod ofrep;
+mod ofrep_clients;
 mod openapi;
 mod ops;
 mod readme;
