@@ -82,8 +82,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub admin: AdminArgs,
     /// Reverse proxies (IP addresses or CIDR ranges, comma-separated, e.g. `127.0.0.1,10.0.0.0/8`)
-    /// whose `X-Forwarded-For` is believed for the client's address (logs). Empty (the default):
-    /// the header is ignored.
+    /// whose `X-Forwarded-For` is believed for the client's address (logs, sign-in throttling).
+    /// Empty (the default): the header is ignored.
     #[arg(long, env = "FLAGSTAFF_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
     pub trusted_proxies: Vec<crate::ops::proxy::IpRange>,
 }
