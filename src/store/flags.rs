@@ -7,10 +7,13 @@
 //! and writes exactly one audit row. Writing what is already stored is no change at all: no
 //! version, revision or audit row.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use flagstaff_eval::ValidationError;
-use flagstaff_eval::model::{Flag, FlagEnvState, FlagKind, Prerequisite, Rule, Serve, Target};
+use flagstaff_eval::model::{
+    Document, EnvironmentInfo, FORMAT_VERSION, Flag, FlagEnvState, FlagKind, Op, Prerequisite, ProjectInfo,
+    Rule, Segment, Serve, Target,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Deserializer};
 
@@ -458,6 +461,178 @@ pub fn patch_state(
     set_state(tx, actor, "update", &head, &row, &env, current, new)
 }
 
+/// Validates `new` as the state of `row`'s flag in `env`, with errors as the caller sent it.
+///
+/// The stored project is valid (every change was validated as the whole would-be project), so
+/// a change to one state can only break what that state reaches: its own fields against its
+/// flag's definition, the segments its rules name, its prerequisites (their definitions) and —
+/// when its prerequisites change — the prerequisite graph of that environment through this
+/// flag. [`reduced_document`] holds exactly that; when the engine accepts it, the whole
+/// would-be project is valid too. When it does not, the whole project is validated as before,
+/// so a refusal's errors (and their paths) are exactly those of the whole project.
+fn check_state(
+    tx: &Connection,
+    head: &ProjectHead,
+    row: &FlagRow,
+    env: &Environment,
+    current: &FlagEnvState,
+    new: &FlagEnvState,
+) -> Result<()> {
+    let reduced = reduced_document(tx, head, row, env, current, new)?;
+    if flagstaff_eval::validate_document(&reduced).is_ok() {
+        return Ok(());
+    }
+    check_state_fully(tx, head, row, env, new)
+}
+
+/// Validates the whole project with `new` as the state of `row`'s flag in `env`.
+fn check_state_fully(
+    tx: &Connection,
+    head: &ProjectHead,
+    row: &FlagRow,
+    env: &Environment,
+    new: &FlagEnvState,
+) -> Result<()> {
+    let mut doc = projects::document(tx, head)?;
+    let index = doc
+        .flags
+        .iter()
+        .position(|f| f.key == row.definition.key)
+        .expect("the flag was read in this transaction, so the document has it");
+    doc.flags[index].environments.insert(env.key.clone(), new.clone());
+    projects::check(&doc, &Focus::FlagState(index, env.key.clone()))
+}
+
+/// The part of the would-be project that a new state of one flag in one environment can make
+/// invalid: that environment; the segments the state's rules name; the flag with only that
+/// state; the flags it names as prerequisites. When its prerequisites change, also every flag
+/// of the environment's prerequisite graph reachable from it or reaching it (any new cycle, and
+/// any chain made longer, goes through it), each with only its prerequisites among those flags.
+/// A chain that does not go through the flag is unchanged, so within the limits already.
+fn reduced_document(
+    tx: &Connection,
+    head: &ProjectHead,
+    row: &FlagRow,
+    env: &Environment,
+    current: &FlagEnvState,
+    new: &FlagEnvState,
+) -> Result<Document> {
+    let key = row.definition.key.as_str();
+    let mut segment_keys: BTreeSet<&str> = BTreeSet::new();
+    for rule in &new.rules {
+        for clause in rule.clauses.iter().filter(|c| c.op == Op::InSegment) {
+            segment_keys.extend(clause.values.iter().filter_map(|v| v.as_str()));
+        }
+    }
+    let mut segments: Vec<Segment> = Vec::new();
+    {
+        let mut stmt =
+            tx.prepare_cached("SELECT definition FROM segments WHERE project_id = ?1 AND key = ?2")?;
+        for segment in segment_keys {
+            let found: Option<String> = stmt
+                .query_row(params![head.id, segment], |r| r.get(0))
+                .optional()?;
+            if let Some(definition) = found {
+                segments.push(serde_json::from_str(&definition)?);
+            }
+        }
+    }
+    // The other flags to include, each with its prerequisites in this environment.
+    let mut others: BTreeMap<String, Vec<Prerequisite>> = BTreeMap::new();
+    if new.prerequisites == current.prerequisites {
+        for prerequisite in &new.prerequisites {
+            others.insert(prerequisite.flag.clone(), Vec::new());
+        }
+    } else {
+        let mut graph = prerequisite_graph(tx, env.id)?;
+        graph.insert(key.to_owned(), new.prerequisites.clone());
+        let mut reverse: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (from, prerequisites) in &graph {
+            for prerequisite in prerequisites {
+                reverse.entry(&prerequisite.flag).or_default().push(from);
+            }
+        }
+        let mut included: BTreeSet<&str> = BTreeSet::new();
+        let mut todo: Vec<&str> = new.prerequisites.iter().map(|p| p.flag.as_str()).collect();
+        while let Some(next) = todo.pop() {
+            if next != key && included.insert(next) {
+                todo.extend(graph.get(next).into_iter().flatten().map(|p| p.flag.as_str()));
+            }
+        }
+        let mut todo: Vec<&str> = reverse.get(key).cloned().unwrap_or_default();
+        while let Some(next) = todo.pop() {
+            if next != key && included.insert(next) {
+                todo.extend(reverse.get(next).into_iter().flatten().copied());
+            }
+        }
+        for flag in &included {
+            let prerequisites = graph
+                .get(*flag)
+                .into_iter()
+                .flatten()
+                .filter(|p| p.flag == key || included.contains(p.flag.as_str()))
+                .cloned()
+                .collect();
+            others.insert((*flag).to_owned(), prerequisites);
+        }
+    }
+    let mut flags = Vec::with_capacity(others.len() + 1);
+    let mut flag = row.definition.clone();
+    flag.environments = BTreeMap::from([(env.key.clone(), new.clone())]);
+    flags.push(flag);
+    if !others.is_empty() {
+        let keys = serde_json::to_string(&others.keys().collect::<Vec<_>>())?;
+        let mut stmt = tx.prepare_cached(
+            "SELECT key, definition FROM flags
+             WHERE project_id = ?1 AND key IN (SELECT value FROM json_each(?2))",
+        )?;
+        let mut rows = stmt.query(params![head.id, keys])?;
+        while let Some(r) = rows.next()? {
+            let other: String = r.get(0)?;
+            let mut flag: Flag = serde_json::from_str(&r.get::<_, String>(1)?)?;
+            let prerequisites = others.remove(&other).unwrap_or_default();
+            if !prerequisites.is_empty() {
+                let state = FlagEnvState {
+                    prerequisites,
+                    ..FlagEnvState::default()
+                };
+                flag.environments.insert(env.key.clone(), state);
+            }
+            flags.push(flag);
+        }
+    }
+    Ok(Document {
+        flagstaff: FORMAT_VERSION,
+        project: ProjectInfo {
+            key: head.key.clone(),
+            name: head.name.clone(),
+        },
+        environments: vec![EnvironmentInfo {
+            key: env.key.clone(),
+            name: env.name.clone(),
+        }],
+        segments,
+        flags,
+    })
+}
+
+/// Every flag's prerequisites in one environment (flags without any left out), read without
+/// parsing the rest of the states.
+fn prerequisite_graph(conn: &Connection, environment_id: i64) -> Result<BTreeMap<String, Vec<Prerequisite>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT f.key, json_extract(s.state, '$.prerequisites') FROM flag_states s
+         JOIN flags f ON f.id = s.flag_id
+         WHERE s.environment_id = ?1 AND json_array_length(s.state, '$.prerequisites') > 0",
+    )?;
+    let mut rows = stmt.query([environment_id])?;
+    let mut graph = BTreeMap::new();
+    while let Some(r) = rows.next()? {
+        let prerequisites: Vec<Prerequisite> = serde_json::from_str(&r.get::<_, String>(1)?)?;
+        graph.insert(r.get(0)?, prerequisites);
+    }
+    Ok(graph)
+}
+
 /// Validates and writes one state (when it differs from `current`), with its audit row.
 #[allow(clippy::too_many_arguments)]
 fn set_state(
@@ -478,14 +653,7 @@ fn set_state(
     {
         return Ok((current, changes));
     }
-    let mut doc = projects::document(tx, head)?;
-    let index = doc
-        .flags
-        .iter()
-        .position(|f| f.key == row.definition.key)
-        .expect("the flag was read in this transaction, so the document has it");
-    doc.flags[index].environments.insert(env.key.clone(), new.clone());
-    projects::check(&doc, &Focus::FlagState(index, env.key.clone()))?;
+    check_state(tx, head, row, env, &current, &new)?;
     let version = write_state(tx, row.id, env.id, &new)?;
     changes.flag(env.id, &row.definition.key);
     let after = FlagEnvState {
@@ -598,4 +766,219 @@ pub fn restore(
         },
     )?;
     Ok((full(tx, &envs, &row)?, changes))
+}
+
+#[cfg(test)]
+mod tests {
+    use flagstaff_eval::validate_document;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::store::{import, migrations};
+
+    /// A project whose production environment has a chain of prerequisites `c00 → … → c16`
+    /// (16 deep: the most evaluation follows) and `b → a`.
+    fn project() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrations().to_latest(&mut conn).unwrap();
+        let on_off = json!([{"key": "on", "value": true}, {"key": "off", "value": false}]);
+        let mut flags = vec![
+            json!({"key": "a", "type": "boolean", "variations": on_off}),
+            json!({"key": "b", "type": "string",
+                   "variations": [{"key": "x", "value": "x"}, {"key": "y", "value": "y"}],
+                   "environments": {"production": {"prerequisites": [{"flag": "a", "variations": ["on"]}]}}}),
+            json!({"key": "n", "type": "number", "variations": [{"key": "one", "value": 1}]}),
+        ];
+        for i in 0..=16 {
+            let mut flag = json!({"key": format!("c{i:02}"), "type": "boolean", "variations": on_off});
+            if i < 16 {
+                flag["environments"] = json!({"production": {
+                    "prerequisites": [{"flag": format!("c{:02}", i + 1), "variations": ["on"]}]}});
+            }
+            flags.push(flag);
+        }
+        let doc: Document = serde_json::from_value(json!({
+            "flagstaff": 1,
+            "project": {"key": "p"},
+            "environments": [{"key": "development"}, {"key": "production"}],
+            "segments": [{"key": "beta", "included": ["u1"]}],
+            "flags": flags,
+        }))
+        .unwrap();
+        let tx = conn.transaction().unwrap();
+        import::import(&tx, &Actor::cli(), &doc, true).unwrap();
+        tx.commit().unwrap();
+        conn
+    }
+
+    struct Outcome {
+        /// Whether the reduced document passed (the fast path).
+        reduced_ok: bool,
+        /// How many flags the reduced document held.
+        reduced_flags: usize,
+        /// The whole project's validation, as the API reported it before the fast path.
+        full: Result<()>,
+        /// What `patch_state` does now.
+        patched: Result<(FlagEnvState, Changes)>,
+    }
+
+    fn outcome(conn: &mut Connection, flag: &str, patch: Value) -> Outcome {
+        let tx = conn.transaction().unwrap();
+        let head = projects::head(&tx, "p").unwrap();
+        let row = existing(&tx, &head, flag).unwrap();
+        let env = environments::in_project(&tx, &head, "production").unwrap();
+        let current = stored_state(&tx, row.id, env.id).unwrap();
+        let patch: StatePatch = serde_json::from_value(patch.clone()).unwrap();
+        let new = patch.clone().apply(FlagEnvState {
+            version: None,
+            ..current.clone()
+        });
+        let reduced = reduced_document(&tx, &head, &row, &env, &current, &new).unwrap();
+        let full = check_state_fully(&tx, &head, &row, &env, &new);
+        let patched = patch_state(&tx, &Actor::cli(), "p", flag, "production", patch, None);
+        Outcome {
+            reduced_ok: validate_document(&reduced).is_ok(),
+            reduced_flags: reduced.flags.len(),
+            full,
+            patched,
+        }
+    }
+
+    fn errors(result: &Result<impl std::fmt::Debug>) -> Vec<ValidationError> {
+        match result {
+            Err(StoreError::Invalid(errors)) => errors.clone(),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_state_changes_pass_on_the_reduced_document() {
+        let mut conn = project();
+        let rule = |clause: Value, variation: &str| json!({"rules": [{"clauses": [clause], "serve": {"variation": variation}}]});
+        let cases: [(&str, Value, usize); 9] = [
+            ("a", json!({"enabled": true}), 1),
+            (
+                "a",
+                json!({"targets": [{"variation": "on", "values": ["u1", "u2"]}], "off_variation": "off"}),
+                1,
+            ),
+            (
+                "a",
+                rule(json!({"op": "in_segment", "values": ["beta"]}), "on"),
+                1,
+            ),
+            (
+                "n",
+                rule(json!({"attribute": "age", "op": "lt", "values": [18]}), "one"),
+                1,
+            ),
+            // Unchanged prerequisites: only their flags' definitions are read.
+            (
+                "b",
+                json!({"enabled": true, "fallthrough": {"rollout": {"variations": [
+                {"variation": "x", "weight": 60000}, {"variation": "y", "weight": 40000}]}}}),
+                2,
+            ),
+            // A new prerequisite: the graph through the flag (b depends on a).
+            (
+                "a",
+                json!({"prerequisites": [{"flag": "n", "variations": ["one"]}]}),
+                3,
+            ),
+            // Still 16 deep: c15 → a beside c15 → c16.
+            (
+                "c15",
+                json!({"prerequisites": [{"flag": "c16", "variations": ["on"]}, {"flag": "a", "variations": ["off"]}]}),
+                18,
+            ),
+            ("c00", json!({"prerequisites": []}), 1),
+            // b → a → c02 → … → c16: b is 16 deep.
+            (
+                "a",
+                json!({"prerequisites": [{"flag": "c02", "variations": ["on"]}]}),
+                17,
+            ),
+        ];
+        for (flag, patch, flags) in cases {
+            let o = outcome(&mut conn, flag, patch.clone());
+            assert!(o.full.is_ok(), "{flag} {patch}: {:?}", o.full);
+            assert!(o.reduced_ok, "{flag} {patch}: the reduced document was refused");
+            assert_eq!(o.reduced_flags, flags, "{flag} {patch}");
+            assert!(o.patched.is_ok(), "{flag} {patch}: {:?}", o.patched.err());
+        }
+    }
+
+    #[test]
+    fn invalid_state_changes_are_refused_with_the_whole_projects_errors() {
+        let mut conn = project();
+        let cases: [(&str, Value, &str); 12] = [
+            (
+                "a",
+                json!({"targets": [{"variation": "maybe", "values": ["u1"]}]}),
+                "targets[0].variation",
+            ),
+            ("a", json!({"off_variation": "x"}), "off_variation"),
+            (
+                "a",
+                json!({"rules": [{"clauses": [{"op": "in_segment", "values": ["gamma"]}], "serve": {"variation": "on"}}]}),
+                "rules[0].clauses[0].values[0]",
+            ),
+            (
+                "n",
+                json!({"rules": [{"clauses": [{"attribute": "age", "op": "lt", "values": ["old"]}], "serve": {"variation": "one"}}]}),
+                "rules[0].clauses[0].values[0]",
+            ),
+            (
+                "b",
+                json!({"fallthrough": {"rollout": {"variations": [{"variation": "x", "weight": 1}]}}}),
+                "fallthrough.rollout.variations",
+            ),
+            (
+                "a",
+                json!({"prerequisites": [{"flag": "nope", "variations": ["on"]}]}),
+                "prerequisites[0].flag",
+            ),
+            (
+                "a",
+                json!({"prerequisites": [{"flag": "b", "variations": ["on"]}]}),
+                "prerequisites[0].variations[0]",
+            ),
+            (
+                "a",
+                json!({"prerequisites": [{"flag": "a", "variations": ["on"]}]}),
+                "prerequisites[0].flag",
+            ),
+            // b → a already: a → b closes a cycle.
+            (
+                "a",
+                json!({"prerequisites": [{"flag": "b", "variations": ["x"]}]}),
+                "flags[\"b\"].environments.production.prerequisites[0].flag",
+            ),
+            // b → a → c01 → … → c16: b, which depends on the patched flag, is now 17 deep.
+            (
+                "a",
+                json!({"prerequisites": [{"flag": "c01", "variations": ["on"]}]}),
+                "flags[\"b\"].environments.production.prerequisites",
+            ),
+            // c00 → … → c16 → a: c00 is now 17 deep (reported at c00, which was not patched).
+            (
+                "c16",
+                json!({"prerequisites": [{"flag": "a", "variations": ["on"]}]}),
+                "flags[\"c00\"].environments.production.prerequisites",
+            ),
+            // a → c00 → … → c16: a is 17 deep.
+            (
+                "a",
+                json!({"prerequisites": [{"flag": "c00", "variations": ["on"]}]}),
+                "prerequisites",
+            ),
+        ];
+        for (flag, patch, path) in cases {
+            let o = outcome(&mut conn, flag, patch.clone());
+            assert!(!o.reduced_ok, "{flag} {patch}: the reduced document was accepted");
+            let full = errors(&o.full);
+            assert!(full.iter().any(|e| e.path == path), "{flag} {patch}: {full:?}");
+            assert_eq!(errors(&o.patched), full, "{flag} {patch}");
+        }
+    }
 }
