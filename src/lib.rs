@@ -37,8 +37,7 @@ pub fn build_app(
 > {
     App::new()
         .app_data(web::Data::new(state))
-        .wrap(actix_web::middleware::from_fn(metrics::track))
-        .wrap(actix_web::middleware::from_fn(ops::request_log::request_id_header))
-        .wrap(tracing_actix_web::TracingLogger::<ops::request_log::RequestSpan>::new())
+        // Request id, request span and log line, metrics: one layer for every route.
+        .wrap(ops::request_log::RequestLog)
         .configure(http::configure)
 }

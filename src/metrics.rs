@@ -2,7 +2,8 @@
 //! counters and histograms over atomics, process-wide, rendered by `GET /metrics`.
 //!
 //! Requests are counted by route *pattern* (`/api/v1/projects/{project}`), never by raw path, so
-//! the number of series stays bounded whatever clients send.
+//! the number of series stays bounded whatever clients send. The request middleware
+//! ([`crate::ops::request_log::RequestLog`]) does the counting and timing.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -10,11 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
-use actix_web::Error;
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::Next;
 
 /// Bucket bounds (seconds) of request durations: from half a millisecond to ten seconds.
 const REQUEST_BUCKETS: &[f64] = &[
@@ -82,17 +79,53 @@ impl Histogram {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct RequestKey {
-    route: String,
-    method: &'static str,
-    status: u16,
+/// The request metrics of one route pattern, allocated once and shared by every worker: the
+/// request middleware keeps an `Arc` of it per static path, so counting a request takes no
+/// allocation and no map lookup by string.
+pub struct RouteMetrics {
+    route: Box<str>,
+    /// Requests by method and status; a handful per route, so a scan under a read lock.
+    counts: RwLock<Vec<(&'static str, u16, AtomicU64)>>,
+    durations: Histogram,
+}
+
+impl RouteMetrics {
+    fn new(route: &str) -> RouteMetrics {
+        RouteMetrics {
+            route: route.into(),
+            counts: RwLock::default(),
+            durations: Histogram::new(REQUEST_BUCKETS),
+        }
+    }
+
+    /// The route pattern (`unmatched` for paths no route serves).
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// Records one answered request on this route.
+    pub fn record(&self, method: &Method, status: StatusCode, took: Duration) {
+        let (method, status) = (method_label(method), status.as_u16());
+        self.durations.observe(took);
+        let counts = self.counts.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, _, n)) = counts.iter().find(|(m, s, _)| *m == method && *s == status) {
+            n.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        drop(counts);
+        let mut counts = self.counts.write().unwrap_or_else(|p| p.into_inner());
+        match counts.iter().find(|(m, s, _)| *m == method && *s == status) {
+            Some((_, _, n)) => {
+                n.fetch_add(1, Ordering::Relaxed);
+            }
+            None => counts.push((method, status, AtomicU64::new(1))),
+        }
+    }
 }
 
 /// Every metric of the process.
 pub struct Metrics {
-    requests: RwLock<HashMap<RequestKey, Arc<AtomicU64>>>,
-    durations: RwLock<HashMap<String, Arc<Histogram>>>,
+    routes: RwLock<HashMap<Box<str>, Arc<RouteMetrics>>>,
     evaluations: RwLock<HashMap<&'static str, Arc<AtomicU64>>>,
     /// Write transactions, from `BEGIN IMMEDIATE` to the commit (publication included).
     pub database_writes: Histogram,
@@ -104,8 +137,7 @@ pub struct Metrics {
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
-    requests: RwLock::default(),
-    durations: RwLock::default(),
+    routes: RwLock::default(),
     evaluations: RwLock::default(),
     database_writes: Histogram::new(WORK_BUCKETS),
     database_publications: Histogram::new(WORK_BUCKETS),
@@ -154,26 +186,49 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 impl Metrics {
+    /// The metrics of a route pattern (`None`: unmatched paths, which share one label so that
+    /// scanners cannot create series).
+    pub fn route(&self, pattern: Option<&str>) -> Arc<RouteMetrics> {
+        let pattern = pattern.unwrap_or("unmatched");
+        if let Some(r) = self.routes.read().unwrap_or_else(|p| p.into_inner()).get(pattern) {
+            return r.clone();
+        }
+        self.routes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(pattern.into())
+            .or_insert_with(|| Arc::new(RouteMetrics::new(pattern)))
+            .clone()
+    }
+
     /// Records one answered request.
     pub fn record_request(&self, route: Option<&str>, method: &Method, status: StatusCode, took: Duration) {
-        // Unmatched paths share one label so that scanners cannot create series.
-        let route = route.unwrap_or("unmatched").to_owned();
-        let key = RequestKey {
-            route: route.clone(),
-            method: method_label(method),
-            status: status.as_u16(),
-        };
-        entry(&self.requests, key, || AtomicU64::new(0)).fetch_add(1, Ordering::Relaxed);
-        entry(&self.durations, route, || Histogram::new(REQUEST_BUCKETS)).observe(took);
+        self.route(route).record(method, status, took);
     }
 
     /// Requests answered so far on `route` with `status` (any method).
     pub fn requests(&self, route: &str, status: u16) -> u64 {
-        let map = self.requests.read().unwrap_or_else(|p| p.into_inner());
-        map.iter()
-            .filter(|(k, _)| k.route == route && k.status == status)
-            .map(|(_, v)| v.load(Ordering::Relaxed))
+        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        let Some(r) = routes.get(route) else { return 0 };
+        let counts = r.counts.read().unwrap_or_else(|p| p.into_inner());
+        counts
+            .iter()
+            .filter(|(_, s, _)| *s == status)
+            .map(|(_, _, n)| n.load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// The routes seen so far, sorted by pattern.
+    fn sorted_routes(&self) -> Vec<Arc<RouteMetrics>> {
+        let mut routes: Vec<_> = self
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        routes.sort_by(|a, b| a.route.cmp(&b.route));
+        routes
     }
 
     /// Evaluations counted so far from `source`.
@@ -216,20 +271,24 @@ impl Metrics {
             "counter",
             "HTTP requests answered, by route, method and status.",
         );
-        let requests = self.requests.read().unwrap_or_else(|p| p.into_inner());
-        let mut keys: Vec<_> = requests.iter().collect();
-        keys.sort_by(|a, b| a.0.cmp(b.0));
-        for (k, v) in keys {
-            let _ = writeln!(
-                out,
-                "flagstaff_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{}\"}} {}",
-                escape(&k.route),
-                k.method,
-                k.status,
-                v.load(Ordering::Relaxed)
-            );
+        let routes = self.sorted_routes();
+        for r in &routes {
+            let route = escape(&r.route);
+            let mut counts: Vec<_> = r
+                .counts
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(m, s, n)| (*m, *s, n.load(Ordering::Relaxed)))
+                .collect();
+            counts.sort_unstable();
+            for (method, status, n) in counts {
+                let _ = writeln!(
+                    out,
+                    "flagstaff_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {n}"
+                );
+            }
         }
-        drop(requests);
 
         header(
             &mut out,
@@ -237,17 +296,13 @@ impl Metrics {
             "histogram",
             "Time to answer a request (to the response head; a stream's life is not counted), by route.",
         );
-        let durations = self.durations.read().unwrap_or_else(|p| p.into_inner());
-        let mut routes: Vec<_> = durations.iter().collect();
-        routes.sort_by(|a, b| a.0.cmp(b.0));
-        for (route, h) in routes {
-            h.render(
+        for r in &routes {
+            r.durations.render(
                 &mut out,
                 "flagstaff_http_request_duration_seconds",
-                &format!("route=\"{}\"", escape(route)),
+                &format!("route=\"{}\"", escape(&r.route)),
             );
         }
-        drop(durations);
 
         header(
             &mut out,
@@ -335,24 +390,6 @@ fn escape(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-/// Middleware: counts every request by route pattern, method and status, and times it to the
-/// response head.
-pub async fn track(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let started = std::time::Instant::now();
-    let method = req.method().clone();
-    let route = req.match_pattern();
-    let res = next.call(req).await;
-    let status = match &res {
-        Ok(res) => res.status(),
-        Err(e) => e.as_response_error().status_code(),
-    };
-    METRICS.record_request(route.as_deref(), &method, status, started.elapsed());
-    res
 }
 
 #[cfg(test)]

@@ -9,18 +9,26 @@
 //! parameters named like one, and anything with a Flagstaff key prefix — are replaced by
 //! `REDACTED`. The client address follows the trusted proxies ([`super::proxy`]).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::{Ready, ready};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage as _, HttpRequest};
-use tracing::Span;
+use actix_web::http::{Method, StatusCode};
+use actix_web::{Error, HttpRequest};
+use futures_util::future::LocalBoxFuture;
 use tracing::field::Empty;
-use tracing_actix_web::{RequestId, RootSpanBuilder};
+use tracing::{Instrument as _, Level, Span};
 
 use super::proxy;
+use crate::metrics::{self, RouteMetrics};
 
 /// The target of the per-request events.
 pub const TARGET: &str = "flagstaff::request";
@@ -35,56 +43,227 @@ const SECRET_PARAMS: &[&str] = &["key", "token", "secret", "password", "session"
 /// wherever it appears.
 const KEY_PREFIXES: &[&str] = &["fs_srv_", "fs_cli_", crate::keys::ADMIN_TOKEN_PREFIX];
 
-/// The root span of every request (for `tracing_actix_web::TracingLogger`).
-pub struct RequestSpan;
+/// A request id: 128 bits shown like a UUID (36 characters), made of a random prefix drawn once
+/// per process and a per-process counter (scrambled by a bijection, so ids stay unique but do
+/// not tell how many requests the server has seen). No system call per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId {
+    prefix: u64,
+    n: u64,
+}
 
-struct Started(Instant);
+struct IdSource {
+    prefix: u64,
+    key: u64,
+    counter: AtomicU64,
+}
 
-impl RootSpanBuilder for RequestSpan {
-    fn on_request_start(req: &ServiceRequest) -> Span {
-        let request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        req.extensions_mut().insert(Started(Instant::now()));
-        let client_ip = proxy::client_ip_of(req)
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
-        tracing::info_span!(
-            "request",
-            request_id = %request_id,
-            method = %req.method(),
-            route = %route,
-            path = Empty,
-            client_ip = %client_ip,
-            status = Empty,
-            took_ms = Empty,
-        )
+static IDS: LazyLock<IdSource> = LazyLock::new(|| IdSource {
+    prefix: rand::random(),
+    key: rand::random(),
+    counter: AtomicU64::new(0),
+});
+
+impl RequestId {
+    /// The next id of this process.
+    pub fn next() -> RequestId {
+        let ids = &*IDS;
+        let n = ids.counter.fetch_add(1, Ordering::Relaxed);
+        RequestId {
+            prefix: ids.prefix,
+            n: scramble(n.wrapping_add(ids.key)),
+        }
     }
 
-    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
-        let (status, error) = match outcome {
-            Ok(res) => {
-                span.record("path", safe_path(res.request()).as_str());
-                if let Some(started) = res.request().extensions().get::<Started>() {
-                    span.record("took_ms", started.0.elapsed().as_secs_f64() * 1000.0);
-                }
-                (res.status(), res.response().error().map(|e| e.to_string()))
+    fn header_value(self) -> HeaderValue {
+        let mut buf = [0u8; 36];
+        self.write_to(&mut buf);
+        HeaderValue::from_bytes(&buf).expect("hex digits and dashes are a valid header value")
+    }
+
+    /// The 36 characters, `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lowercase hex.
+    fn write_to(self, buf: &mut [u8; 36]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let value = (u128::from(self.prefix) << 64) | u128::from(self.n);
+        let mut digit = 0;
+        for (i, byte) in buf.iter_mut().enumerate() {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                *byte = b'-';
+            } else {
+                *byte = HEX[((value >> (124 - 4 * digit)) & 0xf) as usize];
+                digit += 1;
             }
-            Err(e) => (e.as_response_error().status_code(), Some(e.to_string())),
-        };
-        let code = status.as_u16();
-        span.record("status", code);
-        let error = error.as_deref().unwrap_or("");
-        if status.is_server_error() {
-            tracing::error!(target: TARGET, parent: &span, status = code, error, "request failed");
-        } else if status.is_client_error() {
-            tracing::info!(target: TARGET, parent: &span, status = code, error, "request refused");
-        } else {
-            tracing::debug!(target: TARGET, parent: &span, status = code, "request answered");
         }
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 36];
+        self.write_to(&mut buf);
+        f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// SplitMix64's finalizer: a bijection on `u64`, so distinct counters give distinct ids.
+fn scramble(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The middleware around every route, in one layer (one boxed future per request): gives the
+/// request an id (sent back as `X-Request-Id`), runs it inside a `request` span that carries the
+/// id, logs its answer, and counts and times it in [`metrics`] by route pattern, method and
+/// status.
+///
+/// The span is created with only the id formatted; the other fields (`method`, `route`, `path`,
+/// `client_ip`, `status`, `took_ms`) are recorded when the answer is logged — always for
+/// failures and refusals at the default level, for every request with
+/// `flagstaff::request=debug` — so an answer that is not logged costs no formatting.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestLog;
+
+impl<S, B> Transform<S, ServiceRequest> for RequestLog
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = RequestLogService<S>;
+    type InitError = ();
+    type Future = Ready<Result<RequestLogService<S>, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RequestLogService {
+            service: Rc::new(service),
+            routes: Rc::default(),
+        }))
+    }
+}
+
+/// [`RequestLog`] over one worker's application.
+pub struct RequestLogService<S> {
+    service: Rc<S>,
+    /// The metrics of each static route (pattern = path) seen by this worker, by path: the hot
+    /// routes skip `match_pattern` (a walk of the route table and a `String`). Paths with
+    /// parameters are not kept, so what clients send cannot grow it.
+    routes: Rc<RefCell<HashMap<Box<str>, Arc<RouteMetrics>>>>,
+}
+
+impl<S> RequestLogService<S> {
+    fn route_of(&self, req: &ServiceRequest) -> Arc<RouteMetrics> {
+        if let Some(route) = self.routes.borrow().get(req.path()) {
+            return route.clone();
+        }
+        let pattern = req.match_pattern();
+        let route = metrics::metrics().route(pattern.as_deref());
+        if pattern.as_deref() == Some(req.path()) {
+            self.routes.borrow_mut().insert(req.path().into(), route.clone());
+        }
+        route
+    }
+}
+
+impl<S, B> Service<ServiceRequest> for RequestLogService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<ServiceResponse<B>, Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let started = Instant::now();
+        let id = RequestId::next();
+        let route = self.route_of(&req);
+        // Not a clone of the request: routing needs it unshared.
+        let method = req.method().clone();
+        let span = tracing::info_span!(
+            "request",
+            request_id = %id,
+            method = Empty,
+            route = Empty,
+            path = Empty,
+            client_ip = Empty,
+            status = Empty,
+            took_ms = Empty,
+        );
+        let fut = span.in_scope(|| self.service.call(req));
+        Box::pin(async move {
+            // Entered on each poll of the handler, so its own events carry the request id.
+            let outcome = fut.instrument(span.clone()).await;
+            let took = started.elapsed();
+            let status = match &outcome {
+                Ok(res) => res.status(),
+                Err(e) => e.as_response_error().status_code(),
+            };
+            route.record(&method, status, took);
+            log_answer(
+                &span,
+                outcome.as_ref().ok().map(ServiceResponse::request),
+                &method,
+                route.route(),
+                status,
+                took.as_secs_f64() * 1000.0,
+                || match &outcome {
+                    Ok(res) => res.response().error().map(|e| e.to_string()),
+                    Err(e) => Some(e.to_string()),
+                },
+            );
+            let mut res = outcome?;
+            res.headers_mut()
+                .insert(HeaderName::from_static("x-request-id"), id.header_value());
+            Ok(res)
+        })
+    }
+}
+
+/// One event per answer — `debug` for successes, `info` for refusals (4xx), `error` for failures
+/// (5xx) — with the request's fields recorded on its span first; nothing is formatted when the
+/// event's level is off.
+fn log_answer(
+    span: &Span,
+    req: Option<&HttpRequest>,
+    method: &Method,
+    route: &str,
+    status: StatusCode,
+    took_ms: f64,
+    error: impl FnOnce() -> Option<String>,
+) {
+    let enabled = if status.is_server_error() {
+        tracing::enabled!(target: TARGET, Level::ERROR)
+    } else if status.is_client_error() {
+        tracing::enabled!(target: TARGET, Level::INFO)
+    } else {
+        tracing::enabled!(target: TARGET, Level::DEBUG)
+    };
+    if !enabled {
+        return;
+    }
+    span.record("method", method.as_str());
+    span.record("route", route);
+    // No request when an inner service failed instead of answering.
+    if let Some(req) = req {
+        span.record("path", safe_path(req).as_str());
+        let client_ip = proxy::client_ip(req).map(|a| a.to_string()).unwrap_or_default();
+        span.record("client_ip", client_ip.as_str());
+    }
+    let code = status.as_u16();
+    span.record("status", code);
+    span.record("took_ms", took_ms);
+    let error = error();
+    let error = error.as_deref().unwrap_or("");
+    if status.is_server_error() {
+        tracing::error!(target: TARGET, parent: span, status = code, error, "request failed");
+    } else if status.is_client_error() {
+        tracing::info!(target: TARGET, parent: span, status = code, error, "request refused");
+    } else {
+        tracing::debug!(target: TARGET, parent: span, status = code, "request answered");
     }
 }
 
@@ -137,21 +316,6 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
-/// Middleware: sends the request id back as `X-Request-Id`, so a user can quote it and an
-/// operator can find the log lines.
-pub async fn request_id_header(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let id = req.extensions().get::<RequestId>().map(ToString::to_string);
-    let mut res = next.call(req).await?;
-    if let Some(value) = id.and_then(|id| HeaderValue::from_str(&id).ok()) {
-        res.headers_mut()
-            .insert(HeaderName::from_static("x-request-id"), value);
-    }
-    Ok(res)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +344,25 @@ mod tests {
             "/api/v1/projects/shop"
         );
         assert_eq!(redact_path("/", &[]), "/");
+    }
+
+    #[test]
+    fn request_ids_look_like_uuids_and_do_not_repeat() {
+        let ids: Vec<String> = (0..1000).map(|_| RequestId::next().to_string()).collect();
+        for id in &ids {
+            assert_eq!(id.len(), 36, "{id}");
+            assert!(
+                id.char_indices().all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) {
+                    c == '-'
+                } else {
+                    c.is_ascii_hexdigit()
+                }),
+                "{id}"
+            );
+        }
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        let id = RequestId::next();
+        assert_eq!(id.header_value().to_str().unwrap(), id.to_string());
     }
 }
