@@ -3,9 +3,10 @@
 //!
 //! A definition is stored as `model::Flag` without `environments`; a state as
 //! `model::FlagEnvState` without `version` (a missing row is the default state, version 0).
-//! Every change is validated as part of the whole would-be project before anything is written,
-//! and writes exactly one audit row. Writing what is already stored is no change at all: no
-//! version, revision or audit row.
+//! Every change is validated as part of the whole would-be project before anything is written
+//! (a change of one state, through only the part of the project it can affect: see
+//! `check_state`), and writes exactly one audit row. Writing what is already stored is no
+//! change at all: no version, revision or audit row.
 
 use std::collections::{BTreeMap, BTreeSet};
 
