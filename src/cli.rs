@@ -1,7 +1,7 @@
 //! The command line's work beyond serving: users and tokens, export and import, the first
-//! start's setup, and the container health check. Every command opens the same SQLite file as a
-//! running server (WAL and a busy timeout make that safe) and writes through the store, with an
-//! audit row whose actor is `cli`.
+//! start's setup, and the container health check. Every command opens the same database as a
+//! running server (the live database that every process of the data dir shares, in WAL mode with
+//! a busy timeout) and writes through the store, with an audit row whose actor is `cli`.
 
 use std::io::{BufRead, Read as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
