@@ -410,6 +410,17 @@ async fn flagstaff_js_in_chromium_live_fallback_cache_and_timeout() {
         changed["changes"]
     );
 
+    let identified = script.expect("identified").await;
+    assert_eq!(identified["other"]["ok"], true);
+    assert_eq!(identified["other"]["newCheckout"], false, "u-2 is not targeted");
+    assert!(
+        identified["other"]["changes"]
+            .to_string()
+            .contains("new-checkout"),
+        "{identified}"
+    );
+    assert_eq!(identified["back"], true);
+
     let fallback = script.expect("fallback").await;
     assert_eq!(fallback["ok"], true);
     assert_eq!(

@@ -2,7 +2,8 @@
 // Chromium. Usage: node browser-sdk.mjs <server url> <client key>
 //
 // Steps: "ready" (values through the cacheable GET); the test toggles `beta-ui` on and
-// answers; "changed" (the live update); "fallback" (with GET /client/v1 failing, values come
+// answers; "changed" (the live update); "identified" (identify() to another context and
+// back); "fallback" (with GET /client/v1 failing, values come
 // from the OFREP POST); "stop-server" — the test stops Flagstaff and answers; "cached" (a
 // reload shows the last values from localStorage); "down-defaults" (a context never seen:
 // defaults); "timeout" (a server that never answers: defaults once the timeout passed).
@@ -76,6 +77,16 @@ try {
   await reply(); // the test turned beta-ui on
   await until('the change event', () => page.evaluate(() => window.flags.isEnabled('beta-ui')));
   step('changed', { changes: await page.evaluate(() => window.changes), betaUi: true, requests: [...requests] });
+
+  // identify(): another context, other values (and a change event), then back.
+  const identified = await page.evaluate(async () => {
+    const before = window.changes.length;
+    const ok = await window.flags.identify({ targetingKey: 'u-2' });
+    const other = { ok, newCheckout: window.flags.isEnabled('new-checkout'), changes: window.changes.slice(before) };
+    await window.flags.identify({ targetingKey: 'u-target-1' });
+    return { other, back: window.flags.isEnabled('new-checkout') };
+  });
+  step('identified', identified);
 
   // 2. The suspenders: with the GET failing, the OFREP POST answers.
   const fallbackPage = await open('fallback', (r) => r.url().includes('/client/v1/'));
