@@ -286,9 +286,8 @@ pub fn export(data_dir: &Path, args: &ExportArgs) -> Result<(), CliError> {
 }
 
 /// `flagstaff import`: creates or updates a project from a document, all or nothing, with the
-/// full rights of whoever can write the data dir. A running server does not see the change
-/// until it restarts (it is another process; its snapshots are built from the store at start
-/// and after its own writes).
+/// full rights of whoever can write the data dir. A running server follows the change within a
+/// second (`AppState::catch_up_with_other_processes`).
 pub fn import(data_dir: &Path, args: &ImportArgs) -> Result<ImportReport, CliError> {
     let bytes = read_input(&args.file)?;
     let doc = flagstaff_eval::parse_document(&bytes).map_err(|e| {

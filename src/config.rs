@@ -274,7 +274,7 @@ pub enum Command {
     /// Write a project as a document (JSON) to standard output or a file.
     Export(ExportArgs),
     /// Create or update a project from a document (JSON) file; `-` reads standard input. A
-    /// running server serves the imported data after its next restart.
+    /// running server serves the imported data within a second.
     Import(ImportArgs),
     /// Write a consistent copy of the database to FILE (`-`: standard output) while the server
     /// runs or not. Restore: stop the server, put the copy in place of flagstaff.db, start.

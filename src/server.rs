@@ -47,6 +47,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("the listener has no address")?;
     let flusher = events::spawn_flusher(state.clone());
+    let watcher = actix_web::rt::spawn(follow_other_processes(state.clone()));
     let app_state = state.clone();
     let server = actix_web::HttpServer::new(move || build_app(app_state.clone()))
         // Signals are handled below, so that streams end before the server waits for them.
@@ -86,6 +87,7 @@ pub async fn serve(
     handle.stop(true).await;
     forced.abort();
     let served = running.await.context("the server task failed")?;
+    watcher.abort();
     flusher.shutdown().await;
     let store = state.store.clone();
     crate::store::run_blocking(move || {
@@ -95,6 +97,24 @@ pub async fn serve(
     .await?;
     tracing::info!(took_ms = started.elapsed().as_millis() as u64, "stopped");
     served.context("server failed")
+}
+
+/// How often the server looks for writes made by other processes (the command line).
+const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Keeps the snapshots in step with writes made by other processes — `flagstaff import` or
+/// `flagstaff user create` beside a running server — by checking SQLite's `data_version`.
+async fn follow_other_processes(state: AppState) {
+    let mut tick = actix_web::rt::time::interval(FOLLOW_INTERVAL);
+    loop {
+        tick.tick().await;
+        let state = state.clone();
+        match crate::store::run_blocking(move || state.catch_up_with_other_processes()).await {
+            Ok(true) => tracing::info!("followed a change made by another process"),
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "following other processes' changes failed"),
+        }
+    }
 }
 
 /// What stopped the server.

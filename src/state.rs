@@ -1,6 +1,7 @@
 //! The application's shared state: the store, the snapshots, the key lookup, the hub.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use rusqlite::{Connection, Transaction};
 
@@ -20,6 +21,9 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// SDKs' evaluation counts and keys' last use, waiting for the next flush.
     pub events: Arc<crate::events::Events>,
+    /// The writer's `PRAGMA data_version` when this process last caught up: it changes only
+    /// when another process (the command line) commits to the database.
+    seen_data_version: Arc<AtomicI64>,
 }
 
 impl AppState {
@@ -29,6 +33,7 @@ impl AppState {
         let store = Store::open(&settings.data_dir)?;
         let (snapshots, keys) =
             store.read_blocking(|conn| Ok((Snapshots::load(conn)?, Keys::load(conn)?)))?;
+        let data_version = store.with_writer(|conn| data_version(conn))?;
         Ok(AppState {
             store,
             snapshots: Arc::new(snapshots),
@@ -36,6 +41,34 @@ impl AppState {
             hub: Hub::new(),
             settings: Arc::new(settings),
             events: Arc::default(),
+            seen_data_version: Arc::new(AtomicI64::new(data_version)),
+        })
+    }
+
+    /// Rebuilds every snapshot and the key lookup if another process (`flagstaff import`,
+    /// `flagstaff user create`…) wrote to the database since the last call, and announces the
+    /// environments whose bundle changed. Returns whether anything was rebuilt. Blocking; the
+    /// server calls it every second (see [`crate::server`]).
+    pub fn catch_up_with_other_processes(&self) -> Result<bool> {
+        self.store.with_writer(|conn| {
+            let version = data_version(conn)?;
+            if self.seen_data_version.swap(version, Ordering::SeqCst) == version {
+                return Ok(false);
+            }
+            let mut changes = Changes { api_keys: true, ..Changes::default() };
+            for id in crate::store::served::all_environment_ids(conn)? {
+                changes.environment(id);
+            }
+            let before: std::collections::HashMap<i64, String> =
+                self.snapshots.all().into_iter().map(|s| (s.environment_id, s.etag.clone())).collect();
+            for id in before.keys() {
+                if !changes.environments.contains_key(id) {
+                    changes.removed_environments.insert(*id);
+                }
+            }
+            // Every environment is rebuilt, but only those whose bundle changed are announced.
+            self.refresh(conn, &changes, |snapshot| before.get(&snapshot.environment_id) != Some(&snapshot.etag));
+            Ok(true)
         })
     }
 
@@ -59,6 +92,11 @@ impl AppState {
     }
 
     fn after_commit(&self, conn: &Connection, changes: &Changes) {
+        self.refresh(conn, changes, |_| true);
+    }
+
+    /// Follows `changes`: reloads keys, rebuilds snapshots, announces those `announce` accepts.
+    fn refresh(&self, conn: &Connection, changes: &Changes, announce: impl Fn(&crate::snapshot::Snapshot) -> bool) {
         if changes.api_keys
             && let Err(e) = self.keys.reload(conn)
         {
@@ -71,7 +109,7 @@ impl AppState {
                 .snapshot_rebuilds
                 .observe(rebuilding.elapsed());
         }
-        for (snapshot, flags) in rebuilt {
+        for (snapshot, flags) in rebuilt.into_iter().filter(|(s, _)| announce(s)) {
             self.hub.publish(Change {
                 environment_id: snapshot.environment_id,
                 revision: snapshot.revision,
@@ -80,4 +118,8 @@ impl AppState {
             });
         }
     }
+}
+
+fn data_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
 }

@@ -6,6 +6,7 @@
 mod backup;
 mod crash;
 mod docker;
+mod follow;
 mod health;
 mod logs;
 mod proxy;
