@@ -1,6 +1,6 @@
 //! Request logs: one span per request carrying a request id (also sent back as `X-Request-Id`)
-//! and, once answered, its status and `took_ms` (to the response head),
-//! and one event when it is answered — `debug` for successes, `info` for refusals (4xx), `error`
+//! and — recorded only when the answer is logged — its method, route, redacted path, client
+//! address, status and `took_ms` (to the response head), and one event when it is answered — `debug` for successes, `info` for refusals (4xx), `error`
 //! for failures (5xx), all with the target `flagstaff::request`, so
 //! `FLAGSTAFF_LOG=info,flagstaff::request=debug` turns on a full access log.
 //!
@@ -183,19 +183,17 @@ where
         let route = self.route_of(&req);
         // Not a clone of the request: routing needs it unshared.
         let method = req.method().clone();
-        let span = tracing::info_span!(
-            "request",
-            request_id = %id,
-            method = Empty,
-            route = Empty,
-            path = Empty,
-            client_ip = Empty,
-            status = Empty,
-            took_ms = Empty,
-        );
+        // With the access log on, the span is made up front so that the handler's own events
+        // carry the request id too; otherwise it is made only for an answer that is logged.
+        let span = if tracing::enabled!(target: TARGET, Level::DEBUG) {
+            request_span(id)
+        } else {
+            Span::none()
+        };
         let fut = span.in_scope(|| self.service.call(req));
         Box::pin(async move {
-            // Entered on each poll of the handler, so its own events carry the request id.
+            // Entered on each poll of the handler (when there is a span), so its own events carry
+            // the request id.
             let outcome = fut.instrument(span.clone()).await;
             let took = started.elapsed();
             let status = match &outcome {
@@ -204,7 +202,7 @@ where
             };
             route.record(&method, status, took);
             log_answer(
-                &span,
+                (span, id),
                 outcome.as_ref().ok().map(ServiceResponse::request),
                 &method,
                 route.route(),
@@ -223,11 +221,25 @@ where
     }
 }
 
+/// The `request` span, with only the id formatted (the rest is recorded by [`log_answer`]).
+fn request_span(id: RequestId) -> Span {
+    tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = Empty,
+        route = Empty,
+        path = Empty,
+        client_ip = Empty,
+        status = Empty,
+        took_ms = Empty,
+    )
+}
+
 /// One event per answer — `debug` for successes, `info` for refusals (4xx), `error` for failures
 /// (5xx) — with the request's fields recorded on its span first; nothing is formatted when the
 /// event's level is off.
 fn log_answer(
-    span: &Span,
+    (span, id): (Span, RequestId),
     req: Option<&HttpRequest>,
     method: &Method,
     route: &str,
@@ -245,6 +257,8 @@ fn log_answer(
     if !enabled {
         return;
     }
+    let span = if span.is_none() { request_span(id) } else { span };
+    let span = &span;
     span.record("method", method.as_str());
     span.record("route", route);
     // No request when an inner service failed instead of answering.
@@ -344,6 +358,68 @@ mod tests {
             "/api/v1/projects/shop"
         );
         assert_eq!(redact_path("/", &[]), "/");
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// At the default level no span is made up front, yet a refusal's line still has the span
+    /// with the id sent back, and a success writes nothing.
+    #[actix_web::test]
+    async fn at_the_default_level_refusals_are_logged_with_their_request_id() {
+        use actix_web::{App, test, web};
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter("info")
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let app = test::init_service(
+            App::new()
+                .wrap(RequestLog)
+                .route("/ok", web::get().to(|| async { "ok" })),
+        )
+        .await;
+        let ok = test::call_service(&app, test::TestRequest::get().uri("/ok").to_request()).await;
+        assert_eq!(ok.status(), 200);
+        assert_eq!(ok.headers().get("x-request-id").unwrap().len(), 36);
+        assert!(
+            captured.0.lock().unwrap().is_empty(),
+            "a success is not logged at info"
+        );
+        let missing = test::TestRequest::get()
+            .uri("/x/fs_srv_secret?key=fs_srv_secret")
+            .to_request();
+        let missing = test::call_service(&app, missing).await;
+        assert_eq!(missing.status(), 404);
+        let id = missing
+            .headers()
+            .get("x-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_ne!(id, ok.headers().get("x-request-id").unwrap().to_str().unwrap());
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(log.trim()).unwrap();
+        assert_eq!(line["target"], TARGET, "{log}");
+        assert_eq!(line["fields"]["status"], 404, "{log}");
+        assert_eq!(line["span"]["request_id"], id.as_str(), "{log}");
+        assert_eq!(line["span"]["route"], "unmatched", "{log}");
+        assert_eq!(line["span"]["path"], "/x/REDACTED", "{log}");
+        assert!(!log.contains("fs_srv_secret"), "{log}");
     }
 
     #[test]
