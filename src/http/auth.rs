@@ -15,7 +15,8 @@ use crate::store::users::{Role, User};
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub user: User,
-    pub token_id: i64,
+    /// The admin token used; `None` for a signed-in session of the admin pages.
+    pub token_id: Option<i64>,
 }
 
 impl Admin {
@@ -67,11 +68,18 @@ impl FromRequest for Admin {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let secret = bearer(req).map(str::to_owned);
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        let req = req.clone();
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
             let Some(secret) = secret else {
+                // The admin pages' own scripts call the API with their session: the session
+                // extractor checks `Origin` and the CSRF header on every state-changing call.
+                if req.cookie(crate::http::admin::session::SESSION_COOKIE).is_some() {
+                    return session_admin(&req).await;
+                }
                 return Err(ApiError::Unauthorized(
-                    "an admin token is required: Authorization: Bearer <token>".into(),
+                    "an admin token is required: Authorization: Bearer <token> (or a signed-in session with X-CSRF-Token)"
+                        .into(),
                 ));
             };
             let found = state
@@ -79,12 +87,31 @@ impl FromRequest for Admin {
                 .read(move |conn| admin_tokens::authenticate(conn, &secret))
                 .await?;
             match found {
-                Some((token_id, user)) => Ok(Admin { user, token_id }),
+                Some((token_id, user)) => Ok(Admin {
+                    user,
+                    token_id: Some(token_id),
+                }),
                 None => Err(ApiError::Unauthorized(
                     "the admin token is unknown or revoked".into(),
                 )),
             }
         })
+    }
+}
+
+/// The user of a signed-in session of the admin pages, as an API caller.
+async fn session_admin(req: &HttpRequest) -> Result<Admin, ApiError> {
+    use actix_web::http::StatusCode;
+    match crate::http::admin::session::AdminSession::extract(req).await {
+        Ok(session) => Ok(Admin {
+            user: session.user,
+            token_id: None,
+        }),
+        // Signed out: the pages answer with a redirect to the sign-in page, the API with 401.
+        Err(e) if e.status == StatusCode::UNAUTHORIZED || e.location.as_deref().is_some_and(|l| l.starts_with("/sign-in")) => {
+            Err(ApiError::Unauthorized("the session is signed out or unknown; sign in again".into()))
+        }
+        Err(e) => Err(ApiError::Forbidden(e.message)),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The admin pages through the real application (no browser): sign-in, sessions, CSRF and
 //! Origin checks, roles, throttling, and each page's HTML. `browser` drives headless Chromium.
 
+mod api_session;
 mod browser;
 mod manage;
 mod pages;
