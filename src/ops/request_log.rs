@@ -36,8 +36,9 @@ pub const TARGET: &str = "flagstaff::request";
 /// What replaces a credential in a logged path.
 pub const REDACTED: &str = "REDACTED";
 
-/// Route parameters whose values are credentials.
-const SECRET_PARAMS: &[&str] = &["key", "token", "secret", "password", "session", "code"];
+/// Route parameters whose values are never logged: credentials, and the end-user context of
+/// `GET /client/v1/{key}/{context}` (contexts are personal data and are never stored).
+const SECRET_PARAMS: &[&str] = &["key", "token", "secret", "password", "session", "code", "context"];
 
 /// Prefixes of Flagstaff's secrets (`crate::keys`): a path segment holding one is redacted
 /// wherever it appears.
@@ -333,6 +334,16 @@ fn hex(b: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_key_and_the_context_of_a_cacheable_get_are_not_logged() {
+        let req = actix_web::test::TestRequest::get()
+            .uri("/client/v1/fs_cli_abc123/eyJ0YXJnZXRpbmdLZXkiOiJ1In0")
+            .param("key", "fs_cli_abc123")
+            .param("context", "eyJ0YXJnZXRpbmdLZXkiOiJ1In0")
+            .to_http_request();
+        assert_eq!(safe_path(&req), "/client/v1/REDACTED/REDACTED");
+    }
 
     #[test]
     fn credentials_in_paths_are_redacted() {
