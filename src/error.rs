@@ -11,7 +11,11 @@ use crate::store::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    BadRequest { code: &'static str, message: String, path: Option<String> },
+    BadRequest {
+        code: &'static str,
+        message: String,
+        path: Option<String>,
+    },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -41,7 +45,11 @@ fn summary(errors: &[ValidationError]) -> String {
 
 impl ApiError {
     pub fn bad_request(message: impl Into<String>, path: Option<&str>) -> ApiError {
-        ApiError::BadRequest { code: "bad_request", message: message.into(), path: path.map(str::to_owned) }
+        ApiError::BadRequest {
+            code: "bad_request",
+            message: message.into(),
+            path: path.map(str::to_owned),
+        }
     }
 
     /// The stable code of this error.
@@ -100,7 +108,12 @@ impl ResponseError for ApiError {
             _ => (None, None),
         };
         HttpResponse::build(self.status_code()).json(Body {
-            error: Detail { code: self.code(), message: self.to_string(), path, errors },
+            error: Detail {
+                code: self.code(),
+                message: self.to_string(),
+                path,
+                errors,
+            },
         })
     }
 }
@@ -112,7 +125,11 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { message } => ApiError::Conflict(message),
             StoreError::Stale { .. } => ApiError::PreconditionFailed(e.to_string()),
             StoreError::Invalid(errors) => ApiError::Invalid(errors),
-            StoreError::BadRequest { message, path } => ApiError::BadRequest { code: "bad_request", message, path },
+            StoreError::BadRequest { message, path } => ApiError::BadRequest {
+                code: "bad_request",
+                message,
+                path,
+            },
             other => ApiError::Internal(Box::new(other)),
         }
     }

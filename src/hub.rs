@@ -42,7 +42,10 @@ impl Hub {
         let (mut sender, receiver) = async_broadcast::broadcast(CAPACITY);
         sender.set_overflow(true);
         sender.set_await_active(false);
-        Hub { sender, _idle: receiver.deactivate() }
+        Hub {
+            sender,
+            _idle: receiver.deactivate(),
+        }
     }
 
     /// Announces a change to every receiver. Never waits.

@@ -28,7 +28,10 @@ pub const ADMIN_TOKEN_PREFIX: &str = "fs_adm_";
 pub fn generate(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 /// SHA-256 of a secret. Keys are 256-bit random values, so a fast hash is enough: there is

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use actix_web::web::Bytes;
 use arc_swap::ArcSwap;
 use flagstaff_eval::CompiledEnvironment;
-use flagstaff_eval::model::{Document, EnvironmentInfo, Flag, FORMAT_VERSION, ProjectInfo};
+use flagstaff_eval::model::{Document, EnvironmentInfo, FORMAT_VERSION, Flag, ProjectInfo};
 use rusqlite::Connection;
 
 use crate::store::served::{self, EnvironmentHead, Served};
@@ -54,21 +54,32 @@ impl Snapshot {
         let doc = Document {
             flagstaff: FORMAT_VERSION,
             project: served.head.project.clone(),
-            environments: vec![EnvironmentInfo { key: served.head.key.clone(), name: String::new() }],
+            environments: vec![EnvironmentInfo {
+                key: served.head.key.clone(),
+                name: String::new(),
+            }],
             segments: served.segments.clone(),
             flags: served.flags.clone(),
         };
         let engine = CompiledEnvironment::compile(&doc, &served.head.key);
         let mut fragments = BTreeMap::new();
         for flag in &served.flags {
-            fragments.insert(Arc::from(flag.key.as_str()), Arc::from(serde_json::to_string(flag)?));
+            fragments.insert(
+                Arc::from(flag.key.as_str()),
+                Arc::from(serde_json::to_string(flag)?),
+            );
         }
         let segments_json = Arc::from(serde_json::to_string(&served.segments)?);
         Ok(Self::assemble(&served.head, engine, fragments, segments_json))
     }
 
     /// A snapshot with some flags re-read from the store and everything else shared.
-    fn with_flags(&self, conn: &Connection, head: &EnvironmentHead, keys: impl Iterator<Item = String>) -> Result<Snapshot> {
+    fn with_flags(
+        &self,
+        conn: &Connection,
+        head: &EnvironmentHead,
+        keys: impl Iterator<Item = String>,
+    ) -> Result<Snapshot> {
         let mut engine = self.engine.clone();
         let mut fragments = self.fragments.clone();
         for key in keys {
@@ -83,7 +94,12 @@ impl Snapshot {
                 }
             }
         }
-        Ok(Self::assemble(head, engine, fragments, self.segments_json.clone()))
+        Ok(Self::assemble(
+            head,
+            engine,
+            fragments,
+            self.segments_json.clone(),
+        ))
     }
 
     fn assemble(
@@ -114,7 +130,8 @@ impl Snapshot {
         }
         json.extend_from_slice(b"]}");
 
-        let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(json.len() / 4), flate2::Compression::fast());
+        let mut gz =
+            flate2::write::GzEncoder::new(Vec::with_capacity(json.len() / 4), flate2::Compression::fast());
         gz.write_all(&json).expect("compressing into a Vec cannot fail");
         let gzip = gz.finish().expect("compressing into a Vec cannot fail");
 
@@ -139,7 +156,10 @@ impl Snapshot {
 
     /// The flags of the bundle, for tests and tools (parses the bytes).
     pub fn flags(&self) -> Result<Vec<Flag>> {
-        self.fragments.values().map(|f| Ok(serde_json::from_str(f)?)).collect()
+        self.fragments
+            .values()
+            .map(|f| Ok(serde_json::from_str(f)?))
+            .collect()
     }
 }
 
@@ -158,7 +178,9 @@ impl Snapshots {
                 map.insert(id, Arc::new(Snapshot::build(&served)?));
             }
         }
-        Ok(Snapshots { by_environment: ArcSwap::from_pointee(map) })
+        Ok(Snapshots {
+            by_environment: ArcSwap::from_pointee(map),
+        })
     }
 
     /// The current snapshot of an environment.
@@ -192,7 +214,9 @@ impl Snapshots {
             let current = map.get(&id).cloned();
             let result = match (current, change.full) {
                 (Some(current), false) => served::head(conn, id).and_then(|head| match head {
-                    Some(head) => current.with_flags(conn, &head, change.flags.iter().cloned()).map(Some),
+                    Some(head) => current
+                        .with_flags(conn, &head, change.flags.iter().cloned())
+                        .map(Some),
                     None => Ok(None),
                 }),
                 _ => served::load(conn, id).and_then(|s| s.map(|s| Snapshot::build(&s)).transpose()),

@@ -55,19 +55,28 @@ impl AppState {
             if self.seen_data_version.swap(version, Ordering::SeqCst) == version {
                 return Ok(false);
             }
-            let mut changes = Changes { api_keys: true, ..Changes::default() };
+            let mut changes = Changes {
+                api_keys: true,
+                ..Changes::default()
+            };
             for id in crate::store::served::all_environment_ids(conn)? {
                 changes.environment(id);
             }
-            let before: std::collections::HashMap<i64, String> =
-                self.snapshots.all().into_iter().map(|s| (s.environment_id, s.etag.clone())).collect();
+            let before: std::collections::HashMap<i64, String> = self
+                .snapshots
+                .all()
+                .into_iter()
+                .map(|s| (s.environment_id, s.etag.clone()))
+                .collect();
             for id in before.keys() {
                 if !changes.environments.contains_key(id) {
                     changes.removed_environments.insert(*id);
                 }
             }
             // Every environment is rebuilt, but only those whose bundle changed are announced.
-            self.refresh(conn, &changes, |snapshot| before.get(&snapshot.environment_id) != Some(&snapshot.etag));
+            self.refresh(conn, &changes, |snapshot| {
+                before.get(&snapshot.environment_id) != Some(&snapshot.etag)
+            });
             Ok(true)
         })
     }
@@ -96,7 +105,12 @@ impl AppState {
     }
 
     /// Follows `changes`: reloads keys, rebuilds snapshots, announces those `announce` accepts.
-    fn refresh(&self, conn: &Connection, changes: &Changes, announce: impl Fn(&crate::snapshot::Snapshot) -> bool) {
+    fn refresh(
+        &self,
+        conn: &Connection,
+        changes: &Changes,
+        announce: impl Fn(&crate::snapshot::Snapshot) -> bool,
+    ) {
         if changes.api_keys
             && let Err(e) = self.keys.reload(conn)
         {

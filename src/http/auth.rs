@@ -108,8 +108,13 @@ async fn session_admin(req: &HttpRequest) -> Result<Admin, ApiError> {
             token_id: None,
         }),
         // Signed out: the pages answer with a redirect to the sign-in page, the API with 401.
-        Err(e) if e.status == StatusCode::UNAUTHORIZED || e.location.as_deref().is_some_and(|l| l.starts_with("/sign-in")) => {
-            Err(ApiError::Unauthorized("the session is signed out or unknown; sign in again".into()))
+        Err(e)
+            if e.status == StatusCode::UNAUTHORIZED
+                || e.location.as_deref().is_some_and(|l| l.starts_with("/sign-in")) =>
+        {
+            Err(ApiError::Unauthorized(
+                "the session is signed out or unknown; sign in again".into(),
+            ))
         }
         Err(e) => Err(ApiError::Forbidden(e.message)),
     }

@@ -28,7 +28,9 @@ pub struct Served {
 /// Every environment's id.
 pub fn all_environment_ids(conn: &Connection) -> Result<Vec<i64>> {
     let mut stmt = conn.prepare_cached("SELECT id FROM environments ORDER BY id")?;
-    let ids = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<i64>>>()?;
+    let ids = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
     Ok(ids)
 }
 
@@ -43,7 +45,10 @@ pub fn head(conn: &Connection, environment_id: i64) -> Result<Option<Environment
             Ok(EnvironmentHead {
                 id: r.get(0)?,
                 project_id: r.get(1)?,
-                project: ProjectInfo { key: r.get(2)?, name: r.get(3)? },
+                project: ProjectInfo {
+                    key: r.get(2)?,
+                    name: r.get(3)?,
+                },
                 key: r.get(4)?,
                 revision: r.get::<_, i64>(5)? as u64,
             })
@@ -54,7 +59,9 @@ pub fn head(conn: &Connection, environment_id: i64) -> Result<Option<Environment
 
 /// Everything the environment serves, or `None` if it no longer exists.
 pub fn load(conn: &Connection, environment_id: i64) -> Result<Option<Served>> {
-    let Some(head) = head(conn, environment_id)? else { return Ok(None) };
+    let Some(head) = head(conn, environment_id)? else {
+        return Ok(None);
+    };
     let segments = segments(conn, head.project_id)?;
     let mut stmt = conn.prepare_cached(
         "SELECT f.definition, s.state, s.version FROM flags f
@@ -67,7 +74,11 @@ pub fn load(conn: &Connection, environment_id: i64) -> Result<Option<Served>> {
         let definition: String = row.get(0)?;
         flags.push(flag_from_row(&head.key, &definition, row.get(1)?, row.get(2)?)?);
     }
-    Ok(Some(Served { head, segments, flags }))
+    Ok(Some(Served {
+        head,
+        segments,
+        flags,
+    }))
 }
 
 /// One flag with this environment's state, or `None` if the flag no longer exists.
@@ -79,7 +90,11 @@ pub fn flag(conn: &Connection, head: &EnvironmentHead, flag_key: &str) -> Result
     )?;
     let row = stmt
         .query_row(params![head.project_id, head.id, flag_key], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, Option<i64>>(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
         })
         .optional()?;
     row.map(|(definition, state, version)| flag_from_row(&head.key, &definition, state, version))
@@ -88,7 +103,8 @@ pub fn flag(conn: &Connection, head: &EnvironmentHead, flag_key: &str) -> Result
 
 /// The project's segments, sorted by key.
 pub fn segments(conn: &Connection, project_id: i64) -> Result<Vec<Segment>> {
-    let mut stmt = conn.prepare_cached("SELECT definition FROM segments WHERE project_id = ?1 ORDER BY key")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT definition FROM segments WHERE project_id = ?1 ORDER BY key")?;
     let mut rows = stmt.query([project_id])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {

@@ -83,7 +83,12 @@ impl TestApp {
         let headers = resp.headers().clone();
         let bytes = actix_web::test::read_body(resp).await;
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, headers, body: json, bytes: bytes.to_vec() }
+        Reply {
+            status,
+            headers,
+            body: json,
+            bytes: bytes.to_vec(),
+        }
     }
 }
 
@@ -126,7 +131,11 @@ impl RealServer {
         let server = server.run();
         let handle = server.handle();
         actix_web::rt::spawn(server);
-        RealServer { addr, url: format!("http://{addr}"), handle }
+        RealServer {
+            addr,
+            url: format!("http://{addr}"),
+            handle,
+        }
     }
 
     pub async fn stop(self) {

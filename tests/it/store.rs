@@ -6,7 +6,9 @@ use crate::helpers::TestApp;
 
 #[test]
 fn migrations_are_valid() {
-    store::migrations().validate().expect("migrations apply cleanly to an empty database");
+    store::migrations()
+        .validate()
+        .expect("migrations apply cleanly to an empty database");
 }
 
 #[test]

@@ -25,7 +25,12 @@ async fn a_signed_in_session_uses_the_api_with_its_csrf_token() {
     assert!(listed.body.contains("\"shop\""));
 
     let created = agent
-        .send("POST", "/api/v1/projects/shop/flags", Some(FLAG.into()), &[json, ("x-csrf-token", &csrf)])
+        .send(
+            "POST",
+            "/api/v1/projects/shop/flags",
+            Some(FLAG.into()),
+            &[json, ("x-csrf-token", &csrf)],
+        )
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
 
@@ -33,16 +38,22 @@ async fn a_signed_in_session_uses_the_api_with_its_csrf_token() {
     let body = Some(r#"{"enabled": true}"#.to_owned());
     let forged = agent.send("PATCH", TOGGLE, body.clone(), &[json]).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
-    let wrong = agent.send("PATCH", TOGGLE, body.clone(), &[json, ("x-csrf-token", "not-it")]).await;
+    let wrong = agent
+        .send("PATCH", TOGGLE, body.clone(), &[json, ("x-csrf-token", "not-it")])
+        .await;
     assert_eq!(wrong.status, StatusCode::FORBIDDEN);
     agent.origin = Some("https://evil.example".to_owned());
-    let cross = agent.send("PATCH", TOGGLE, body.clone(), &[json, ("x-csrf-token", &csrf)]).await;
+    let cross = agent
+        .send("PATCH", TOGGLE, body.clone(), &[json, ("x-csrf-token", &csrf)])
+        .await;
     assert_eq!(cross.status, StatusCode::FORBIDDEN);
     agent.origin = Some("http://localhost:8080".to_owned());
     let state = agent.get(TOGGLE).await;
     assert!(state.body.contains("\"enabled\":false"), "{}", state.body);
 
-    let toggled = agent.send("PATCH", TOGGLE, body, &[json, ("x-csrf-token", &csrf)]).await;
+    let toggled = agent
+        .send("PATCH", TOGGLE, body, &[json, ("x-csrf-token", &csrf)])
+        .await;
     assert_eq!(toggled.status, StatusCode::OK, "{}", toggled.body);
     assert!(toggled.body.contains("\"enabled\":true"), "{}", toggled.body);
 
@@ -59,6 +70,11 @@ async fn a_signed_in_session_uses_the_api_with_its_csrf_token() {
 
     // Signed out: the cookie no longer opens the API.
     let mut stranger = Agent::new(&app);
-    stranger.cookies.insert("flagstaff_session".into(), "made-up".into());
-    assert_eq!(stranger.get("/api/v1/projects").await.status, StatusCode::UNAUTHORIZED);
+    stranger
+        .cookies
+        .insert("flagstaff_session".into(), "made-up".into());
+    assert_eq!(
+        stranger.get("/api/v1/projects").await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }

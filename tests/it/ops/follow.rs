@@ -38,8 +38,16 @@ async fn an_import_from_the_command_line_reaches_a_running_server() {
     }));
     let file = data.join("import.json");
     std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
-    let out = command(data).arg("import").arg(&file).output().expect("flagstaff import");
-    assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = command(data)
+        .arg("import")
+        .arg(&file)
+        .output()
+        .expect("flagstaff import");
+    assert!(
+        out.status.success(),
+        "import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The stream announces the new revision...
     let started = Instant::now();
