@@ -134,3 +134,90 @@ pub fn list(conn: &Connection, environment_id: i64) -> Result<Vec<KeyInfo>> {
     }
     Ok(out)
 }
+
+/// A key just created: what admins see of it, its secret (shown once), and its environment.
+#[derive(Debug)]
+pub struct Created {
+    pub info: KeyInfo,
+    pub secret: String,
+    pub environment: super::environments::Environment,
+}
+
+/// Creates a key in an environment of a project, with its audit row (never the secret). The
+/// caller's write must report `Changes { api_keys: true, .. }`.
+pub fn create_audited(
+    conn: &Connection,
+    actor: &super::audit::Actor,
+    project: &str,
+    environment: &str,
+    kind: KeyKind,
+    name: &str,
+) -> Result<Created> {
+    let env = super::environments::get(conn, project, environment)?;
+    let (id, secret) = create(conn, env.id, kind, name, actor.user_id)?;
+    let info = list(conn, env.id)?
+        .into_iter()
+        .find(|k| k.id == id)
+        .ok_or_else(|| super::StoreError::not_found(format!("key {id}")))?;
+    let after = audit_json(&info);
+    let id = id.to_string();
+    super::audit::record(
+        conn,
+        actor,
+        "create",
+        entity(&id, project, environment),
+        None,
+        Some(&after),
+    )?;
+    Ok(Created {
+        info,
+        secret,
+        environment: env,
+    })
+}
+
+/// Revokes an active key of an environment of a project, with its audit row. 404 for an
+/// unknown or already revoked key. The caller's write must report `Changes { api_keys: true, .. }`.
+pub fn revoke_audited(
+    conn: &Connection,
+    actor: &super::audit::Actor,
+    project: &str,
+    environment: &str,
+    id: i64,
+) -> Result<()> {
+    let env = super::environments::get(conn, project, environment)?;
+    let Some(before) = list(conn, env.id)?
+        .into_iter()
+        .find(|k| k.id == id && k.revoked_at.is_none())
+    else {
+        return Err(super::StoreError::not_found(format!(
+            "key {id} (or it is already revoked)"
+        )));
+    };
+    revoke(conn, env.id, id)?;
+    let before = audit_json(&before);
+    let id = id.to_string();
+    super::audit::record(
+        conn,
+        actor,
+        "revoke",
+        entity(&id, project, environment),
+        Some(&before),
+        None,
+    )?;
+    Ok(())
+}
+
+/// What the audit log keeps of a key: never its secret or hash.
+fn audit_json(info: &KeyInfo) -> serde_json::Value {
+    serde_json::json!({"id": info.id, "kind": info.kind.as_str(), "name": info.name, "prefix": info.prefix})
+}
+
+fn entity<'a>(id: &'a str, project: &'a str, environment: &'a str) -> super::audit::Entity<'a> {
+    super::audit::Entity {
+        kind: "api_key",
+        key: Some(id),
+        project: Some(project),
+        environment: Some(environment),
+    }
+}

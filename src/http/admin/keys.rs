@@ -5,7 +5,6 @@ use actix_web::http::StatusCode;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
-use serde_json::json;
 
 use super::projects::frame;
 use super::session::{self, AdminSession, Posted};
@@ -13,7 +12,6 @@ use super::view::{self, FieldErrors, Layout, display_name};
 use super::{PageError, ok, render, see_other};
 use crate::AppState;
 use crate::store::api_keys::{self, KeyKind};
-use crate::store::audit::{self, Entity};
 use crate::store::users::Role;
 use crate::store::{Changes, StoreError, environments, now_ms, projects};
 
@@ -130,15 +128,6 @@ async fn page(
     ok(&view(&state, &session, &path, query.notice.as_deref()).await?)
 }
 
-fn key_entity<'a>(id: &'a str, project: &'a str, environment: &'a str) -> Entity<'a> {
-    Entity {
-        kind: "api_key",
-        key: Some(id),
-        project: Some(project),
-        environment: Some(environment),
-    }
-}
-
 async fn create(
     req: HttpRequest,
     posted: Posted,
@@ -166,21 +155,10 @@ async fn create(
         let (actor, p, e, n) = (posted.session.actor(), project.clone(), env.clone(), name.clone());
         let result = state
             .write(move |tx| {
-                let environment = environments::get(tx, &p, &e)?;
-                let (id, secret) = api_keys::create(tx, environment.id, kind, &n, actor.user_id)?;
-                let prefix: String = secret.chars().take(12).collect();
-                let after = json!({"id": id, "kind": kind.as_str(), "name": n, "prefix": prefix});
-                audit::record(
-                    tx,
-                    &actor,
-                    "create",
-                    key_entity(&id.to_string(), &p, &e),
-                    None,
-                    Some(&after),
-                )?;
-                let env_name = display_name(&environment.name, &environment.key).to_owned();
+                let created = api_keys::create_audited(tx, &actor, &p, &e, kind, &n)?;
+                let env_name = display_name(&created.environment.name, &created.environment.key).to_owned();
                 Ok((
-                    (env_name, secret),
+                    (env_name, created.secret),
                     Changes {
                         api_keys: true,
                         ..Changes::default()
@@ -223,26 +201,7 @@ async fn revoke(
     let (actor, p) = (posted.session.actor(), project.clone());
     state
         .write(move |tx| {
-            let environment = environments::get(tx, &p, &env)?;
-            let before = api_keys::list(tx, environment.id)?
-                .into_iter()
-                .find(|k| k.id == id && k.revoked_at.is_none());
-            let Some(before) = before else {
-                return Err(StoreError::not_found(format!(
-                    "key {id} (or it is already revoked)"
-                )));
-            };
-            api_keys::revoke(tx, environment.id, id)?;
-            let before =
-                json!({"id": id, "kind": before.kind.as_str(), "name": before.name, "prefix": before.prefix});
-            audit::record(
-                tx,
-                &actor,
-                "revoke",
-                key_entity(&id.to_string(), &p, &env),
-                Some(&before),
-                None,
-            )?;
+            api_keys::revoke_audited(tx, &actor, &p, &env, id)?;
             Ok((
                 (),
                 Changes {

@@ -11,8 +11,8 @@ use super::{Body, CanManage};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::store::api_keys::{self, KeyInfo, KeyKind};
-use crate::store::audit::{self, Actor, Entity};
-use crate::store::{Changes, StoreError, environments};
+use crate::store::audit::Actor;
+use crate::store::{Changes, environments};
 
 /// Registers the key routes (inside `/api/v1`).
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -104,23 +104,13 @@ async fn create(
     let actor = Actor::user(admin.user.id, &admin.user.email);
     let created = state
         .write(move |tx| {
-            let env_id = environments::get(tx, &project, &environment)?.id;
-            let (id, secret) = api_keys::create(tx, env_id, kind, &name, actor.user_id)?;
-            let info = api_keys::list(tx, env_id)?
-                .into_iter()
-                .find(|k| k.id == id)
-                .ok_or_else(|| StoreError::not_found(format!("key {id}")))?;
-            let after = json!({"id": id, "kind": kind.as_str(), "name": info.name, "prefix": info.prefix});
-            audit::record(
-                tx,
-                &actor,
-                "create",
-                key_entity(&id.to_string(), &project, &environment),
-                None,
-                Some(&after),
-            )?;
+            let created = api_keys::create_audited(tx, &actor, &project, &environment, kind, &name)?;
+            let body = CreatedKey {
+                info: created.info,
+                key: created.secret,
+            };
             Ok((
-                CreatedKey { info, key: secret },
+                body,
                 Changes {
                     api_keys: true,
                     ..Changes::default()
@@ -145,26 +135,7 @@ async fn revoke(
     let actor = Actor::user(admin.user.id, &admin.user.email);
     state
         .write(move |tx| {
-            let env_id = environments::get(tx, &project, &environment)?.id;
-            let before = api_keys::list(tx, env_id)?
-                .into_iter()
-                .find(|k| k.id == id && k.revoked_at.is_none());
-            let Some(before) = before else {
-                return Err(StoreError::not_found(format!(
-                    "key {id} (or it is already revoked)"
-                )));
-            };
-            api_keys::revoke(tx, env_id, id)?;
-            let before =
-                json!({"id": id, "kind": before.kind.as_str(), "name": before.name, "prefix": before.prefix});
-            audit::record(
-                tx,
-                &actor,
-                "revoke",
-                key_entity(&id.to_string(), &project, &environment),
-                Some(&before),
-                None,
-            )?;
+            api_keys::revoke_audited(tx, &actor, &project, &environment, id)?;
             Ok((
                 (),
                 Changes {
@@ -175,13 +146,4 @@ async fn revoke(
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-fn key_entity<'a>(id: &'a str, project: &'a str, environment: &'a str) -> Entity<'a> {
-    Entity {
-        kind: "api_key",
-        key: Some(id),
-        project: Some(project),
-        environment: Some(environment),
-    }
 }
