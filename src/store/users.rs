@@ -163,3 +163,57 @@ pub fn audit_entity(email: &str) -> super::audit::Entity<'_> {
         environment: None,
     }
 }
+
+/// Invites a person: creates the user with an already-hashed temporary password that must be
+/// changed at the first sign-in, with its audit row. 409 if the email is taken.
+pub fn invite(
+    conn: &Connection,
+    actor: &super::audit::Actor,
+    email: &str,
+    role: Role,
+    password_hash: &str,
+) -> Result<UserInfo> {
+    let user = insert(conn, email, role, password_hash)?;
+    require_password_change(conn, user.id)?;
+    let created = info(conn, user.id)?.ok_or_else(|| StoreError::not_found("the new user"))?;
+    let after = serde_json::to_value(&created)?;
+    super::audit::record(
+        conn,
+        actor,
+        "create",
+        audit_entity(&created.user.email),
+        None,
+        Some(&after),
+    )?;
+    Ok(created)
+}
+
+/// Changes a user's role and/or disabled flag, with an audit row when something changed.
+/// 409 (and nothing changes) if no enabled admin would remain.
+pub fn change(
+    conn: &Connection,
+    actor: &super::audit::Actor,
+    id: i64,
+    role: Option<Role>,
+    disabled: Option<bool>,
+) -> Result<UserInfo> {
+    let before = info(conn, id)?.ok_or_else(|| StoreError::not_found(format!("user {id}")))?;
+    let after = update(conn, id, role, disabled)?;
+    if active_admins(conn)? == 0 {
+        // The caller's transaction is rolled back by this error: nothing changes.
+        return Err(StoreError::conflict(
+            "this would leave no enabled admin; make another user admin first",
+        ));
+    }
+    if after != before {
+        super::audit::record(
+            conn,
+            actor,
+            "update",
+            audit_entity(&after.user.email),
+            Some(&serde_json::to_value(&before)?),
+            Some(&serde_json::to_value(&after)?),
+        )?;
+    }
+    Ok(after)
+}

@@ -12,7 +12,6 @@ use super::view::{self, FieldErrors, Layout};
 use super::{PageError, ok, render, see_other};
 use crate::AppState;
 use crate::password;
-use crate::store::audit;
 use crate::store::users::{self, Role};
 use crate::store::{Changes, StoreError};
 
@@ -113,18 +112,7 @@ async fn create(req: HttpRequest, posted: Posted) -> Result<HttpResponse, PageEr
         let actor = posted.session.actor();
         let result = state
             .write(move |tx| {
-                let user = users::insert(tx, &email, role, &hash)?;
-                users::require_password_change(tx, user.id)?;
-                let info = users::info(tx, user.id)?.ok_or_else(|| StoreError::not_found("the new user"))?;
-                let after = serde_json::to_value(&info)?;
-                audit::record(
-                    tx,
-                    &actor,
-                    "create",
-                    users::audit_entity(&info.user.email),
-                    None,
-                    Some(&after),
-                )?;
+                users::invite(tx, &actor, &email, role, &hash)?;
                 Ok(((), Changes::default()))
             })
             .await;
@@ -162,24 +150,7 @@ async fn update(req: HttpRequest, posted: Posted, path: web::Path<i64>) -> Resul
     let actor = posted.session.actor();
     let result = state
         .write(move |tx| {
-            let before = users::info(tx, id)?.ok_or_else(|| StoreError::not_found(format!("user {id}")))?;
-            let after = users::update(tx, id, role, disabled)?;
-            if users::active_admins(tx)? == 0 {
-                // The error rolls the transaction back: nothing changes.
-                return Err(StoreError::conflict(
-                    "This would leave no enabled admin; make another user admin first.",
-                ));
-            }
-            if after != before {
-                audit::record(
-                    tx,
-                    &actor,
-                    "update",
-                    users::audit_entity(&after.user.email),
-                    Some(&serde_json::to_value(&before)?),
-                    Some(&serde_json::to_value(&after)?),
-                )?;
-            }
+            users::change(tx, &actor, id, role, disabled)?;
             Ok(((), Changes::default()))
         })
         .await;

@@ -9,9 +9,9 @@ use super::{Body, CanManage};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::password;
-use crate::store::audit::{self, Actor};
+use crate::store::audit::Actor;
 use crate::store::users::{self, Role};
-use crate::store::{Changes, StoreError, run_blocking};
+use crate::store::{Changes, run_blocking};
 
 /// Registers the user routes (inside `/api/v1`).
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -98,19 +98,10 @@ async fn create(
     let actor = Actor::user(admin.user.id, &admin.user.email);
     let created = state
         .write(move |tx| {
-            let user = users::insert(tx, &email, role, &hash)?;
-            users::require_password_change(tx, user.id)?;
-            let info = users::info(tx, user.id)?.ok_or_else(|| StoreError::not_found("the new user"))?;
-            let after = serde_json::to_value(&info)?;
-            audit::record(
-                tx,
-                &actor,
-                "create",
-                users::audit_entity(&info.user.email),
-                None,
-                Some(&after),
-            )?;
-            Ok((info, Changes::default()))
+            Ok((
+                users::invite(tx, &actor, &email, role, &hash)?,
+                Changes::default(),
+            ))
         })
         .await?;
     Ok(HttpResponse::Created().json(created))
@@ -133,25 +124,7 @@ async fn update(
     let disabled = input.disabled;
     let actor = Actor::user(admin.user.id, &admin.user.email);
     let updated = state
-        .write(move |tx| {
-            let before = users::info(tx, id)?.ok_or_else(|| StoreError::not_found(format!("user {id}")))?;
-            let after = users::update(tx, id, role, disabled)?;
-            if users::active_admins(tx)? == 0 {
-                // Returning an error rolls the transaction back: nothing changes.
-                return Err(StoreError::conflict(
-                    "this would leave no enabled admin; make another user admin first",
-                ));
-            }
-            audit::record(
-                tx,
-                &actor,
-                "update",
-                users::audit_entity(&after.user.email),
-                Some(&serde_json::to_value(&before)?),
-                Some(&serde_json::to_value(&after)?),
-            )?;
-            Ok((after, Changes::default()))
-        })
+        .write(move |tx| Ok((users::change(tx, &actor, id, role, disabled)?, Changes::default())))
         .await?;
     Ok(web::Json(updated))
 }
