@@ -5,20 +5,46 @@
 //! Recording is a short critical section on a mutex; [`flush`] swaps the pending totals out and
 //! writes them. A flush that fails puts its totals back, so nothing is lost but by a crash.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+use rustc_hash::FxHashMap;
 
 use crate::AppState;
 use crate::store::usage::{self, HourlyCount};
 use crate::store::{self, Changes};
 
 /// Pending evaluation counts and key uses, waiting for the next flush. One per application.
-#[derive(Default)]
 pub struct Events {
+    /// Tells this application's entries in [`RECENT_KEYS`] from others' (tests run several).
+    id: u64,
     pending: Mutex<Pending>,
     // Apart from the counts so that a big batch being added never delays a bundle request.
     keys_used: Mutex<HashMap<i64, i64>>,
+}
+
+impl Default for Events {
+    fn default() -> Events {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Events {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            pending: Mutex::default(),
+            keys_used: Mutex::default(),
+        }
+    }
+}
+
+/// How long a thread keeps a key's use to itself: every request notes its key, and the shared
+/// map (a lock both workers would take on every request) hears of each key at most this often
+/// per thread. A last-use time may so be up to this much early.
+const KEY_USE_GRAIN_MS: i64 = 1_000;
+
+thread_local! {
+    /// `(Events::id, key id)` → when this thread last handed the key's use to `keys_used`.
+    static RECENT_KEYS: RefCell<FxHashMap<(u64, i64), i64>> = RefCell::default();
 }
 
 #[derive(Default, Debug, Clone)]
@@ -88,10 +114,20 @@ impl Events {
         }
     }
 
-    /// Notes that an SDK key was used now.
+    /// Notes that an SDK key was used now (to within [`KEY_USE_GRAIN_MS`]).
     pub fn touch_key(&self, key_id: i64) {
         let now = store::now_ms();
-        lock(&self.keys_used).insert(key_id, now);
+        let stale = RECENT_KEYS.with_borrow_mut(|recent| {
+            let last = recent.entry((self.id, key_id)).or_insert(i64::MIN);
+            let stale = now.saturating_sub(*last) >= KEY_USE_GRAIN_MS;
+            if stale {
+                *last = now;
+            }
+            stale
+        });
+        if stale {
+            lock(&self.keys_used).insert(key_id, now);
+        }
     }
 
     /// Whether anything waits for a flush.

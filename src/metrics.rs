@@ -126,7 +126,8 @@ impl RouteMetrics {
 /// Every metric of the process.
 pub struct Metrics {
     routes: RwLock<HashMap<Box<str>, Arc<RouteMetrics>>>,
-    evaluations: RwLock<HashMap<&'static str, Arc<AtomicU64>>>,
+    /// By [`Source`]: an atomic each, as the hot evaluation paths add to them on every request.
+    evaluations: [AtomicU64; 2],
     /// Write transactions, from `BEGIN IMMEDIATE` to the commit (publication included).
     pub database_writes: Histogram,
     /// Writing and renaming the published `flagstaff.db` (part of each write).
@@ -138,7 +139,7 @@ pub struct Metrics {
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     routes: RwLock::default(),
-    evaluations: RwLock::default(),
+    evaluations: [AtomicU64::new(0), AtomicU64::new(0)],
     database_writes: Histogram::new(WORK_BUCKETS),
     database_publications: Histogram::new(WORK_BUCKETS),
     snapshot_rebuilds: Histogram::new(WORK_BUCKETS),
@@ -150,26 +151,31 @@ pub fn metrics() -> &'static Metrics {
     &METRICS
 }
 
-/// Counts `n` flag evaluations. `source` is a fixed word: `server` for evaluations Flagstaff
-/// made (OFREP, browser clients), `sdk` for those SDKs made locally and reported.
-pub fn record_evaluations(source: &'static str, n: u64) {
-    if n > 0 {
-        entry(&METRICS.evaluations, source, || AtomicU64::new(0)).fetch_add(n, Ordering::Relaxed);
+/// Who made flag evaluations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Flagstaff itself (OFREP, browser clients): `source="server"`.
+    Server = 0,
+    /// SDKs, locally, as they reported: `source="sdk"`.
+    Sdk = 1,
+}
+
+impl Source {
+    const ALL: [Source; 2] = [Source::Server, Source::Sdk];
+
+    fn label(self) -> &'static str {
+        match self {
+            Source::Server => "server",
+            Source::Sdk => "sdk",
+        }
     }
 }
 
-fn entry<K, V>(map: &RwLock<HashMap<K, Arc<V>>>, key: K, new: impl FnOnce() -> V) -> Arc<V>
-where
-    K: std::hash::Hash + Eq,
-{
-    if let Some(v) = map.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
-        return v.clone();
+/// Counts `n` flag evaluations made by `source`.
+pub fn record_evaluations(source: Source, n: u64) {
+    if n > 0 {
+        METRICS.evaluations[source as usize].fetch_add(n, Ordering::Relaxed);
     }
-    map.write()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(key)
-        .or_insert_with(|| Arc::new(new()))
-        .clone()
 }
 
 fn method_label(method: &Method) -> &'static str {
@@ -232,9 +238,8 @@ impl Metrics {
     }
 
     /// Evaluations counted so far from `source`.
-    pub fn evaluations(&self, source: &str) -> u64 {
-        let map = self.evaluations.read().unwrap_or_else(|p| p.into_inner());
-        map.get(source).map(|v| v.load(Ordering::Relaxed)).unwrap_or(0)
+    pub fn evaluations(&self, source: Source) -> u64 {
+        self.evaluations[source as usize].load(Ordering::Relaxed)
     }
 
     /// The Prometheus text exposition (format 0.0.4), with the gauges the caller reads at
@@ -318,15 +323,14 @@ impl Metrics {
             "counter",
             "Flag evaluations: made by the server (source=server) or reported by SDKs (source=sdk).",
         );
-        let evaluations = self.evaluations.read().unwrap_or_else(|p| p.into_inner());
-        for source in ["server", "sdk"] {
-            let n = evaluations
-                .get(source)
-                .map(|v| v.load(Ordering::Relaxed))
-                .unwrap_or(0);
-            let _ = writeln!(out, "flagstaff_evaluations_total{{source=\"{source}\"}} {n}");
+        for source in Source::ALL {
+            let n = self.evaluations(source);
+            let _ = writeln!(
+                out,
+                "flagstaff_evaluations_total{{source=\"{}\"}} {n}",
+                source.label()
+            );
         }
-        drop(evaluations);
 
         header(
             &mut out,

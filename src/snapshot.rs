@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use actix_web::web::Bytes;
 use arc_swap::ArcSwap;
@@ -13,6 +13,7 @@ use flagstaff_eval::CompiledEnvironment;
 use flagstaff_eval::model::{Document, EnvironmentInfo, FORMAT_VERSION, Flag, ProjectInfo};
 use rusqlite::Connection;
 
+use crate::answers::Answers;
 use crate::store::served::{self, EnvironmentHead, Served};
 use crate::store::{Changes, Result};
 
@@ -35,6 +36,8 @@ pub struct Snapshot {
     /// Each flag's JSON as it appears in the bundle, kept so one toggle re-serialises one flag.
     fragments: BTreeMap<Arc<str>, Arc<str>>,
     segments_json: Arc<str>,
+    /// Pre-written answer pieces, made on the first evaluation that needs them.
+    answers: OnceLock<Answers>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -151,7 +154,13 @@ impl Snapshot {
             etag,
             fragments,
             segments_json,
+            answers: OnceLock::new(),
         }
+    }
+
+    /// The pre-written pieces of evaluation answers ([`crate::answers`]) of this snapshot.
+    pub fn answers(&self) -> &Answers {
+        self.answers.get_or_init(|| Answers::new(&self.engine))
     }
 
     /// The flags of the bundle, for tests and tools (parses the bytes).

@@ -152,6 +152,11 @@ impl CompiledEnvironment {
         Some(&self.inner.flags[i])
     }
 
+    /// The position of the flag `key` in [`flags`](Self::flags).
+    pub fn position(&self, key: &str) -> Option<usize> {
+        self.inner.index.get(key).copied()
+    }
+
     /// All flags, sorted by key.
     pub fn flags(&self) -> impl ExactSizeIterator<Item = &CompiledFlag> {
         self.inner.flags.iter().map(|f| &**f)

@@ -27,6 +27,10 @@ pub struct Evaluation<'a> {
     pub value: Option<&'a Value>,
     /// The served variation's key; `None` only on error.
     pub variant: Option<&'a str>,
+    /// The served variation's position in [`CompiledFlag::variations`]; `None` only on error.
+    /// Not serialised: it means nothing outside this compiled environment.
+    #[serde(skip)]
+    pub variation: Option<usize>,
     pub reason: Reason,
     pub error: Option<EvalError>,
     /// The id of the matched rule, when a rule with an id served the value.
@@ -43,6 +47,7 @@ impl<'a> Evaluation<'a> {
             key,
             value: None,
             variant: None,
+            variation: None,
             reason: Reason::Error,
             error: Some(error),
             rule_id: None,
@@ -133,13 +138,27 @@ impl CompiledEnvironment {
         ctx: &Context,
         include: impl Fn(&CompiledFlag) -> bool,
     ) -> Vec<Evaluation<'a>> {
+        let mut all = Vec::with_capacity(self.inner.flags.len());
+        self.evaluate_each(ctx, include, |_, evaluation| all.push(evaluation));
+        all
+    }
+
+    /// [`evaluate_all`](Self::evaluate_all) without collecting: hands each evaluation, in key
+    /// order, to `each` with its flag's position in [`flags`](Self::flags) — what a caller that
+    /// keeps something per flag of this environment (pre-written answers, counters) looks it up
+    /// by.
+    pub fn evaluate_each<'a>(
+        &'a self,
+        ctx: &Context,
+        include: impl Fn(&CompiledFlag) -> bool,
+        mut each: impl FnMut(usize, Evaluation<'a>),
+    ) {
         let mut evaluator = Evaluator::new(self, ctx);
-        self.inner
-            .flags
-            .iter()
-            .filter(|f| include(f))
-            .map(|f| evaluator.top(f))
-            .collect()
+        for (i, flag) in self.inner.flags.iter().enumerate() {
+            if include(flag) {
+                each(i, evaluator.top(flag));
+            }
+        }
     }
 }
 
@@ -233,6 +252,7 @@ impl CompiledFlag {
             key: &self.key,
             value: Some(&variation.value),
             variant: Some(&variation.key),
+            variation: Some(index),
             reason,
             error: None,
             rule_id: None,

@@ -13,7 +13,6 @@ use std::io::Write as _;
 use std::sync::LazyLock;
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::middleware::from_fn;
 use actix_web::web::{self, Bytes, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 use base64::Engine as _;
@@ -21,7 +20,7 @@ use flagstaff_eval::{Context, Value};
 
 use super::auth::EvaluationKey;
 use super::cors;
-use super::ofrep::{check_context, etag, json_type, not_modified, record, write_str, write_value};
+use super::ofrep::{check_context, etag, json_type, not_modified, record};
 use crate::AppState;
 use crate::config::FrontendArgs;
 use crate::error::ApiError;
@@ -30,12 +29,12 @@ use crate::error::ApiError;
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(
         web::scope("/client/v1")
-            .wrap(from_fn(cors::public))
+            .wrap(cors::PublicCors)
             .route("/{key}/{context}", web::get().to(values)),
     )
     .service(
         web::resource("/sdk/flagstaff.js")
-            .wrap(from_fn(cors::public))
+            .wrap(cors::PublicCors)
             .route(web::get().to(sdk_js)),
     );
 }
@@ -96,23 +95,30 @@ async fn values(
         .snapshots
         .get(caller.key.environment_id)
         .ok_or_else(|| ApiError::Unauthorized("the key's environment no longer exists".into()))?;
-    let evaluations = snapshot.engine.evaluate_all(&context, |f| caller.may_evaluate(f));
+    let answers = snapshot.answers();
+    let engine = &snapshot.engine;
     // {"flags": {key: value, …}, "revision": n}. Flags that cannot be evaluated for this
     // context (a rollout without a targetingKey) are left out: the SDK then answers its default,
     // as for an unknown flag.
-    let mut body = Vec::with_capacity(64 + 48 * evaluations.len());
+    let mut body = Vec::with_capacity(64 + 48 * engine.len());
     body.extend_from_slice(b"{\"flags\":{");
-    let mut first = true;
-    for e in &evaluations {
-        if let (Some(value), None) = (e.value, e.error) {
-            if !std::mem::take(&mut first) {
-                body.push(b',');
+    let mut evaluations = 0;
+    let mut served = Vec::with_capacity(engine.len());
+    engine.evaluate_each(
+        &context,
+        |f| caller.may_evaluate(f),
+        |index, e| {
+            evaluations += 1;
+            if let (Some(variation), None) = (e.variation, e.error) {
+                if !served.is_empty() {
+                    body.push(b',');
+                }
+                let flag = answers.flag(index);
+                body.extend_from_slice(flag.member(variation));
+                served.push(flag.counter(variation));
             }
-            write_str(&mut body, e.key);
-            body.push(b':');
-            write_value(&mut body, value);
-        }
-    }
+        },
+    );
     body.extend_from_slice(b"},\"revision\":");
     body.extend_from_slice(snapshot.revision.to_string().as_bytes());
     body.push(b'}');
@@ -129,7 +135,7 @@ async fn values(
             .insert_header((header::CACHE_CONTROL, cache_control))
             .finish());
     }
-    record(&state, snapshot.environment_id, &evaluations);
+    record(&state, &snapshot, evaluations, &served);
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((header::ETAG, etag))

@@ -2,15 +2,19 @@
 //! browsers on other origins call them with a client key. `/api` and the admin pages never get
 //! these headers, so a page elsewhere can never read them.
 //!
-//! The allowed origins come from the settings (`--cors-origins`, default `*`), read per request,
-//! which is why this is a small `from_fn` middleware and not a builder fixed at startup.
+//! The allowed origins come from the settings (`--cors-origins`, default `*`), read per request
+//! from the application state, which is why this is our own middleware and not a builder fixed
+//! at startup.
 
-use actix_web::body::{BoxBody, EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use std::future::{Ready, ready};
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::Next;
-use actix_web::{Error, HttpResponse, web};
+use actix_web::{Error, HttpRequest, HttpResponse, web};
+use futures_util::TryFutureExt as _;
+use futures_util::future::{Either, MapOk};
 
 use crate::AppState;
 
@@ -70,39 +74,81 @@ fn add_allow_origin(headers: &mut HeaderMap, allowed: &Allowed) {
     }
 }
 
-/// The middleware: answers preflights itself, and adds the CORS headers to every other answer
-/// (errors included, so a page can read why its call failed).
-pub async fn public(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<BoxBody, impl MessageBody>>, Error> {
-    let state = req.app_data::<web::Data<AppState>>().cloned();
-    let origins = state
-        .as_ref()
-        .map_or(&[][..], |s| &s.settings.serve.frontend.cors_origins[..]);
-    let origin = req.headers().get(header::ORIGIN).cloned();
-    let allowed = allowed(origins, origin.as_ref());
+/// The middleware over the public scopes: answers preflights itself, and adds the CORS headers
+/// to every other answer (errors included, so a page can read why its call failed). No boxed
+/// future: it runs on every evaluation request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PublicCors;
 
-    let preflight = req.method() == Method::OPTIONS
-        && origin.is_some()
-        && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    if preflight {
-        let mut res = if allowed == Allowed::No {
-            HttpResponse::build(StatusCode::FORBIDDEN)
-                .content_type("text/plain; charset=utf-8")
-                .body("this origin is not allowed (see --cors-origins)")
-        } else {
-            HttpResponse::NoContent()
-                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, ALLOW_METHODS))
-                .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOW_HEADERS))
-                .insert_header((header::ACCESS_CONTROL_MAX_AGE, MAX_AGE_SECS))
-                .finish()
-        };
-        add_allow_origin(res.headers_mut(), &allowed);
-        return Ok(req.into_response(res).map_into_left_body());
+impl<S, B> Transform<S, ServiceRequest> for PublicCors
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = PublicCorsService<S>;
+    type InitError = ();
+    type Future = Ready<Result<PublicCorsService<S>, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(PublicCorsService { service }))
     }
+}
 
-    let mut res = next.call(req).await?;
+/// [`PublicCors`] over one scope.
+pub struct PublicCorsService<S> {
+    service: S,
+}
+
+/// Adds the CORS headers to an answer, reading the request's `Origin` and the settings anew.
+type Finish<B> = fn(ServiceResponse<B>) -> ServiceResponse<EitherBody<B>>;
+
+impl<S, B> Service<ServiceRequest> for PublicCorsService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = Either<Ready<Result<Self::Response, Error>>, MapOk<S::Future, Finish<B>>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let preflight = req.method() == Method::OPTIONS
+            && req.headers().contains_key(header::ORIGIN)
+            && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+        if preflight {
+            let allowed = allowed_for(req.request());
+            let mut res = if allowed == Allowed::No {
+                HttpResponse::build(StatusCode::FORBIDDEN)
+                    .content_type("text/plain; charset=utf-8")
+                    .body("this origin is not allowed (see --cors-origins)")
+            } else {
+                HttpResponse::NoContent()
+                    .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, ALLOW_METHODS))
+                    .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOW_HEADERS))
+                    .insert_header((header::ACCESS_CONTROL_MAX_AGE, MAX_AGE_SECS))
+                    .finish()
+            };
+            add_allow_origin(res.headers_mut(), &allowed);
+            return Either::Left(ready(Ok(req.into_response(res).map_into_right_body())));
+        }
+        Either::Right(self.service.call(req).map_ok(finish as Finish<B>))
+    }
+}
+
+/// What the settings allow for this request's `Origin`.
+fn allowed_for(req: &HttpRequest) -> Allowed {
+    let origins = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(&[][..], |s| &s.settings.serve.frontend.cors_origins[..]);
+    allowed(origins, req.headers().get(header::ORIGIN))
+}
+
+fn finish<B>(mut res: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>> {
+    let allowed = allowed_for(res.request());
     let headers = res.headers_mut();
     add_allow_origin(headers, &allowed);
     if allowed != Allowed::No {
@@ -111,7 +157,7 @@ pub async fn public(
             HeaderValue::from_static(EXPOSE_HEADERS),
         );
     }
-    Ok(res.map_into_right_body())
+    res.map_into_left_body()
 }
 
 #[cfg(test)]

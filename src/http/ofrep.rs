@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
-use actix_web::middleware::from_fn;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse, Responder, ResponseError};
 use actix_web_lab::sse;
@@ -32,6 +31,7 @@ use sha2::Sha256;
 use super::auth::{EvaluationKey, SdkKey};
 use super::cors;
 use crate::AppState;
+use crate::answers::{FlagAnswers, write_str, write_value};
 use crate::config::FrontendArgs;
 use crate::error::ApiError;
 use crate::hub::Change;
@@ -45,7 +45,7 @@ pub const STREAM_PATH: &str = "/ofrep/v1/stream";
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(
         web::scope("/ofrep/v1")
-            .wrap(from_fn(cors::public))
+            .wrap(cors::PublicCors)
             .route("/evaluate/flags", web::post().to(bulk))
             .route("/evaluate/flags/{key}", web::post().to(single))
             .route("/stream", web::get().to(stream)),
@@ -267,31 +267,10 @@ fn wire_reason(reason: Reason) -> &'static str {
     }
 }
 
-/// Writes `s` as a JSON string. Keys, variation keys and rule ids never need escaping (they
-/// are validated slugs), so the common case is a copy; anything else goes through serde_json.
-pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else {
-        serde_json::to_writer(&mut *out, s).expect("writing JSON to a Vec cannot fail");
-    }
-}
-
 /// Writes a number without an allocation.
 fn write_u64(out: &mut Vec<u8>, n: u64) {
     use std::io::Write as _;
     write!(out, "{n}").expect("writing to a Vec cannot fail");
-}
-
-pub(crate) fn write_value(out: &mut Vec<u8>, value: &Value) {
-    match value {
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::String(s) => write_str(out, s),
-        other => serde_json::to_writer(&mut *out, other).expect("writing JSON to a Vec cannot fail"),
-    }
 }
 
 /// Writes one flag's answer: `{key, value, variant, reason, metadata}` on success,
@@ -334,6 +313,12 @@ fn write_item(out: &mut Vec<u8>, evaluation: &Evaluation<'_>, may_see: impl Fn(&
     };
     out.extend_from_slice(b",\"metadata\":{\"version\":");
     write_u64(out, evaluation.version);
+    write_metadata_rest(out, evaluation, may_see);
+    success
+}
+
+/// The rest of an item's metadata after its version, and the item's end.
+fn write_metadata_rest(out: &mut Vec<u8>, evaluation: &Evaluation<'_>, may_see: impl Fn(&str) -> bool) {
     if let Some(rule_id) = evaluation.rule_id {
         out.extend_from_slice(b",\"ruleId\":");
         write_str(out, rule_id);
@@ -346,7 +331,24 @@ fn write_item(out: &mut Vec<u8>, evaluation: &Evaluation<'_>, may_see: impl Fn(&
         }
     }
     out.extend_from_slice(b"}}");
-    success
+}
+
+/// [`write_item`] from the snapshot's pre-written pieces of the flag ([`crate::answers`]): a
+/// few copies instead of serialising the value. Errors take `write_item`.
+fn write_answered_item(
+    out: &mut Vec<u8>,
+    answers: &FlagAnswers,
+    evaluation: &Evaluation<'_>,
+    may_see: impl Fn(&str) -> bool,
+) -> bool {
+    let (Some(variation), None) = (evaluation.variation, evaluation.error) else {
+        return write_item(out, evaluation, may_see);
+    };
+    out.extend_from_slice(answers.ofrep_head(variation));
+    out.extend_from_slice(wire_reason(evaluation.reason).as_bytes());
+    out.extend_from_slice(answers.ofrep_metadata());
+    write_metadata_rest(out, evaluation, may_see);
+    true
 }
 
 fn snapshot_of(state: &AppState, key: &SdkKey) -> Result<Arc<Snapshot>, OfrepError> {
@@ -356,10 +358,12 @@ fn snapshot_of(state: &AppState, key: &SdkKey) -> Result<Arc<Snapshot>, OfrepErr
         .ok_or_else(|| ApiError::Unauthorized("the key's environment no longer exists".into()).into())
 }
 
-/// Counts what was served, for the evaluation insights and the metrics.
-pub(crate) fn record(state: &AppState, environment_id: i64, evaluations: &[Evaluation<'_>]) {
-    crate::metrics::record_evaluations("server", evaluations.len() as u64);
-    tally::add(state, environment_id, evaluations);
+/// Counts what was served, for the evaluation insights and the metrics: `evaluations` made on
+/// `snapshot`, of which those that served a value are `served`, by counter slot
+/// ([`crate::answers::FlagAnswers::counter`]).
+pub(crate) fn record(state: &AppState, snapshot: &Arc<Snapshot>, evaluations: usize, served: &[usize]) {
+    crate::metrics::record_evaluations(crate::metrics::Source::Server, evaluations as u64);
+    tally::add(state, snapshot, served);
 }
 
 /// `POST /ofrep/v1/evaluate/flags/{key}`.
@@ -374,11 +378,18 @@ async fn single(
     let context = read_context(payload, &state.settings.serve.frontend, Some(&flag_key)).await?;
     let snapshot = snapshot_of(&state, &caller.key)?;
     let engine = &snapshot.engine;
-    if !engine.flag(&flag_key).is_some_and(|f| caller.may_evaluate(f)) {
+    let Some(index) = engine
+        .position(&flag_key)
+        .filter(|_| engine.flag(&flag_key).is_some_and(|f| caller.may_evaluate(f)))
+    else {
         return Err(OfrepError::flag_not_found(&flag_key));
-    }
+    };
     let evaluation = engine.evaluate(&flag_key, &context);
-    record(&state, snapshot.environment_id, std::slice::from_ref(&evaluation));
+    let served = match (evaluation.variation, evaluation.error) {
+        (Some(variation), None) => Some(snapshot.answers().flag(index).counter(variation)),
+        _ => None,
+    };
+    record(&state, &snapshot, 1, served.as_slice());
     let may_see = |k: &str| engine.flag(k).is_some_and(|f| caller.may_evaluate(f));
     let mut body = Vec::with_capacity(256);
     let status = match write_item(&mut body, &evaluation, may_see) {
@@ -390,45 +401,37 @@ async fn single(
         .body(body))
 }
 
-/// OFREP ADR-0008: where to listen for changes. Exactly one of `url` and `endpoint`.
-#[derive(Serialize)]
-struct EventStream {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    endpoint: Option<Endpoint>,
-}
-
-#[derive(Serialize)]
-struct Endpoint {
-    /// Relative to the origin the provider was configured with.
-    #[serde(rename = "requestUri")]
-    request_uri: String,
-}
-
-/// The stream's address for this caller: a client key may ride in the URL (it is public); a
-/// server key never does — its caller gets a short-lived signed token instead.
-fn event_stream(caller: &EvaluationKey, limits: &FrontendArgs) -> EventStream {
-    let request_uri = match &caller.client_secret {
-        Some(client_key) => format!("{STREAM_PATH}?key={client_key}"),
-        None => format!(
-            "{STREAM_PATH}?token={}",
-            StreamToken::issue(&caller.key, unix_now())
-        ),
-    };
-    match &limits.public_url {
-        Some(base) => EventStream {
-            kind: "sse",
-            url: Some(format!("{base}{request_uri}")),
-            endpoint: None,
-        },
-        None => EventStream {
-            kind: "sse",
-            url: None,
-            endpoint: Some(Endpoint { request_uri }),
-        },
+/// OFREP ADR-0008: where to listen for changes, `{"type":"sse","url":…}` with `--public-url`,
+/// else `{"type":"sse","endpoint":{"requestUri":…}}` (relative to the origin the provider was
+/// configured with). A client key may ride in the URL (it is public); a server key never does —
+/// its caller gets a short-lived signed token instead.
+fn write_event_stream(out: &mut Vec<u8>, caller: &EvaluationKey, limits: &FrontendArgs) {
+    let mut uri = String::with_capacity(128);
+    if let Some(base) = &limits.public_url {
+        uri.push_str(base);
+    }
+    uri.push_str(STREAM_PATH);
+    match &caller.client_secret {
+        Some(client_key) => {
+            uri.push_str("?key=");
+            uri.push_str(client_key);
+        }
+        None => {
+            uri.push_str("?token=");
+            uri.push_str(&StreamToken::issue(&caller.key, unix_now()));
+        }
+    }
+    match limits.public_url {
+        Some(_) => {
+            out.extend_from_slice(b"{\"type\":\"sse\",\"url\":");
+            write_str(out, &uri);
+            out.push(b'}');
+        }
+        None => {
+            out.extend_from_slice(b"{\"type\":\"sse\",\"endpoint\":{\"requestUri\":");
+            write_str(out, &uri);
+            out.extend_from_slice(b"}}");
+        }
     }
 }
 
@@ -465,24 +468,34 @@ async fn bulk(
     let context = read_context(payload, limits, None).await?;
     let snapshot = snapshot_of(&state, &caller.key)?;
     let engine = &snapshot.engine;
-    let evaluations = engine.evaluate_all(&context, |f| caller.may_evaluate(f));
+    let answers = snapshot.answers();
     let may_see = |k: &str| engine.flag(k).is_some_and(|f| caller.may_evaluate(f));
     // {"flags": [...], "metadata": {"project", "environment"}, "eventStreams": [...]}
-    let mut body = Vec::with_capacity(256 + 160 * evaluations.len());
+    let mut body = Vec::with_capacity(256 + 128 * engine.len());
     body.extend_from_slice(b"{\"flags\":[");
-    for (i, evaluation) in evaluations.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        write_item(&mut body, evaluation, may_see);
-    }
+    let mut evaluations = 0;
+    let mut served = Vec::with_capacity(engine.len());
+    engine.evaluate_each(
+        &context,
+        |f| caller.may_evaluate(f),
+        |index, evaluation| {
+            if evaluations > 0 {
+                body.push(b',');
+            }
+            evaluations += 1;
+            let flag = answers.flag(index);
+            write_answered_item(&mut body, flag, &evaluation, may_see);
+            if let (Some(variation), None) = (evaluation.variation, evaluation.error) {
+                served.push(flag.counter(variation));
+            }
+        },
+    );
     body.extend_from_slice(b"],\"metadata\":{\"project\":");
     write_str(&mut body, &snapshot.project.key);
     body.extend_from_slice(b",\"environment\":");
     write_str(&mut body, &snapshot.environment);
     body.extend_from_slice(b"},\"eventStreams\":[");
-    serde_json::to_writer(&mut body, &event_stream(&caller, limits))
-        .map_err(|e| OfrepError::from(ApiError::Internal(Box::new(e))))?;
+    write_event_stream(&mut body, &caller, limits);
     body.extend_from_slice(b"]}");
     let etag = etag(snapshot.environment_id, &body);
     if not_modified(req.headers(), &etag) {
@@ -490,7 +503,7 @@ async fn bulk(
             .insert_header((header::ETAG, etag))
             .finish());
     }
-    record(&state, snapshot.environment_id, &evaluations);
+    record(&state, &snapshot, evaluations, &served);
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((header::ETAG, etag))
@@ -693,38 +706,37 @@ async fn stream(
 // ---------------------------------------------------------------------------------------------
 // Counting what was served. `Events::record` takes a lock and allocates per flag, which would
 // be most of a bulk evaluation's cost; so each worker thread adds its counts to a tally of its
-// own (no lock, no allocation once a flag and variant were seen) and hands the tally to
-// `Events` once a second. At shutdown, at most that last second of counts is lost.
+// own — an array per snapshot, one slot per flag variation ([`crate::answers`]), so counting is
+// an increment — and hands the tally to `Events` once a second, by flag and variant key. At
+// shutdown, at most that last second of counts is lost.
 
 mod tally {
     use std::cell::RefCell;
     use std::sync::{Arc, Weak};
     use std::time::Duration;
 
-    use flagstaff_eval::Evaluation;
-    use rustc_hash::FxHashMap;
-
     use crate::AppState;
     use crate::events::{Count, Events};
+    use crate::snapshot::Snapshot;
 
     /// How often a worker hands its counts to `Events`.
     const EVERY: Duration = Duration::from_secs(1);
-
-    /// Counts by environment, flag and variant.
-    type Counts = FxHashMap<i64, FxHashMap<Box<str>, Vec<(Box<str>, u64)>>>;
 
     /// One application's counts on this thread (tests run several applications in a process).
     struct Tally {
         events: Weak<Events>,
         at: i64,
-        counts: Counts,
+        /// The snapshots served since the last hand-over (usually one per environment, more
+        /// after changes), each with its counter slots.
+        counts: Vec<(Arc<Snapshot>, Vec<u64>)>,
     }
 
     thread_local! {
         static TALLIES: RefCell<Vec<Tally>> = const { RefCell::new(Vec::new()) };
     }
 
-    pub fn add(state: &AppState, environment_id: i64, evaluations: &[Evaluation<'_>]) {
+    /// Counts one each in the counter slots `served` of `snapshot`.
+    pub fn add(state: &AppState, snapshot: &Arc<Snapshot>, served: &[usize]) {
         let at = crate::store::now_ms();
         let started = TALLIES.with_borrow_mut(|tallies| {
             let found = tallies
@@ -737,26 +749,26 @@ mod tally {
                     tallies.push(Tally {
                         events,
                         at,
-                        counts: Counts::default(),
+                        counts: Vec::new(),
                     });
                     (tallies.len() - 1, true)
                 }
             };
             let tally = &mut tallies[index];
             tally.at = tally.at.max(at);
-            let flags = tally.counts.entry(environment_id).or_default();
-            for e in evaluations {
-                let (Some(variant), None) = (e.variant, e.error) else {
-                    continue;
-                };
-                if !flags.contains_key(e.key) {
-                    flags.insert(Box::from(e.key), Vec::new());
+            let answers = snapshot.answers();
+            // The latest snapshot is the likeliest: look from the end.
+            let slots = match tally.counts.iter().rposition(|(s, _)| Arc::ptr_eq(s, snapshot)) {
+                Some(i) => &mut tally.counts[i].1,
+                None => {
+                    tally
+                        .counts
+                        .push((Arc::clone(snapshot), vec![0; answers.counters()]));
+                    &mut tally.counts.last_mut().expect("pushed just above").1
                 }
-                let variants = flags.get_mut(e.key).expect("inserted just above");
-                match variants.iter_mut().find(|(v, _)| &**v == variant) {
-                    Some((_, n)) => *n += 1,
-                    None => variants.push((Box::from(variant), 1)),
-                }
+            };
+            for &slot in served {
+                slots[slot] += 1;
             }
             started
         });
@@ -786,15 +798,20 @@ mod tally {
             Some((tally.at, std::mem::take(&mut tally.counts)))
         });
         let Some((at, counts)) = taken else { return true };
-        for (environment_id, flags) in &counts {
-            let counts = flags.iter().flat_map(|(flag, variants)| {
-                variants.iter().map(move |(variant, count)| Count {
-                    flag,
-                    variant,
-                    count: *count,
-                })
+        for (snapshot, slots) in &counts {
+            let answers = snapshot.answers();
+            let counts = snapshot.engine.flags().enumerate().flat_map(|(i, flag)| {
+                let first = answers.flag(i).counter(0);
+                flag.variations()
+                    .zip(&slots[first..])
+                    .filter(|(_, count)| **count > 0)
+                    .map(move |((variant, _), count)| Count {
+                        flag: flag.key(),
+                        variant,
+                        count: *count,
+                    })
             });
-            target.record(*environment_id, at, counts);
+            target.record(snapshot.environment_id, at, counts);
         }
         true
     }

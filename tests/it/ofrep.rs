@@ -765,6 +765,23 @@ async fn what_browsers_are_served_is_counted_for_the_insights() {
         (3, 0),
         "bulk, single and GET each served `on` once"
     );
+
+    // Served from the next snapshot: counted by the variant that one served, beside the first.
+    web.toggle("new-checkout", false).await;
+    bulk(&web, &web.client, context.clone(), &[]).await;
+    bulk(&web, &web.client, context, &[]).await;
+    for _ in 0..100 {
+        flagstaff::events::flush(&web.app.state).await.expect("flush");
+        if count("off") >= 2 {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        (count("on"), count("off")),
+        (3, 2),
+        "after the toggle, `off` twice"
+    );
 }
 
 #[actix_web::test]

@@ -45,6 +45,31 @@ fn evaluate_all_is_sorted_by_key_and_filtered() {
 }
 
 #[test]
+fn evaluate_each_gives_each_flags_position_and_variation() {
+    let env = three_flags();
+    let c = ctx(json!({"targetingKey": "u"}));
+    let flags: Vec<&CompiledFlag> = env.flags().collect();
+    let mut indexed = Vec::new();
+    env.evaluate_each(&c, |f| f.key() != "mid", |i, e| indexed.push((i, e)));
+    let positions: Vec<(usize, &str)> = indexed.iter().map(|(i, e)| (*i, e.key)).collect();
+    assert_eq!(positions, [(0, "alpha"), (2, "zeta")]);
+    for (i, e) in &indexed {
+        assert_eq!(flags[*i].key(), e.key);
+        assert_eq!(env.position(e.key), Some(*i));
+        let (variant, value) = flags[*i].variations().nth(e.variation.unwrap()).unwrap();
+        assert_eq!((Some(variant), Some(value)), (e.variant, e.value));
+    }
+    let plain: Vec<_> = env.evaluate_all(&c, |f| f.key() != "mid");
+    assert_eq!(indexed.into_iter().map(|(_, e)| e).collect::<Vec<_>>(), plain);
+    // Off: the off variation's position.
+    let mid = env.evaluate("mid", &c);
+    assert_eq!((mid.variant, mid.variation), (Some("on"), Some(0)));
+    // An error serves no variation.
+    let missing = env.evaluate("nope", &c);
+    assert_eq!((missing.variation, env.position("nope")), (None, None));
+}
+
+#[test]
 fn flag_metadata() {
     let env = three_flags();
     let alpha = env.flag("alpha").unwrap();

@@ -66,7 +66,7 @@ pub async fn events(
     };
     let (counts, ignored): (Vec<Count<'_>>, Vec<Count<'_>>) = batch.counts.into_iter().partition(known);
     let accepted = counts.len();
-    crate::metrics::record_evaluations("sdk", counts.iter().map(|c| c.count).sum());
+    crate::metrics::record_evaluations(crate::metrics::Source::Sdk, counts.iter().map(|c| c.count).sum());
     state
         .events
         .record(key.environment_id, at, counts.into_iter().filter(|c| c.count > 0));
