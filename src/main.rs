@@ -9,6 +9,10 @@ use flagstaff::cli;
 use flagstaff::config::{Cli, Command, LogFormat, Settings, TokenCommand, UserCommand};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than the system's malloc: see Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli.global.log, cli.global.log_format)?;

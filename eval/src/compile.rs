@@ -18,6 +18,7 @@ use serde_json::{Number, Value};
 use crate::Context;
 use crate::evaluate::Reason;
 use crate::hash::BUCKETS;
+use crate::hash::Salted;
 use crate::model::{Bundle, Clause, Document, Flag, FlagEnvState, FlagKind, FlagType, Op, Segment, Serve};
 
 /// How deep evaluation follows prerequisites of prerequisites before failing.
@@ -257,7 +258,8 @@ pub(crate) enum CompiledServe {
 #[derive(Debug)]
 pub(crate) struct CompiledRollout {
     pub(crate) bucket_by: AttributePath,
-    pub(crate) salt: Box<str>,
+    /// The hash state after the salt (by default the flag key) and `"."`.
+    pub(crate) salted: Salted,
     /// (exclusive cumulative upper bound, variation index), non-empty, in document order.
     pub(crate) buckets: Box<[(u32, usize)]>,
 }
@@ -439,7 +441,7 @@ impl CompiledServe {
                 }
                 CompiledServe::Rollout(CompiledRollout {
                     bucket_by: AttributePath::new(rollout.bucket_by.as_deref().unwrap_or("targetingKey")),
-                    salt: rollout.salt.as_deref().unwrap_or(flag_key).into(),
+                    salted: Salted::new(rollout.salt.as_deref().unwrap_or(flag_key)),
                     buckets: buckets.into(),
                 })
             }
@@ -854,7 +856,7 @@ mod tests {
     fn rollout_buckets_are_cumulative() {
         let rollout = CompiledRollout {
             bucket_by: AttributePath::new("targetingKey"),
-            salt: "s".into(),
+            salted: Salted::new("s"),
             buckets: Box::new([(25_000, 0), (100_000, 1)]),
         };
         assert_eq!(rollout.variation(0), 0);

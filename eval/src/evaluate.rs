@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use semver::Version;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -15,7 +16,6 @@ use crate::compile::{
     CompiledClause, CompiledEnvironment, CompiledFlag, CompiledPrerequisite, CompiledSegment, CompiledServe,
     MAX_PREREQUISITE_DEPTH, NumberKey, Test,
 };
-use crate::hash::bucket_value;
 
 /// The result of evaluating one flag for one context. Borrows from the environment; a flag with
 /// no rules is evaluated without allocating.
@@ -165,6 +165,10 @@ impl CompiledEnvironment {
 /// One evaluation pass over a context; remembers prerequisite outcomes so that a flag shared
 /// by many prerequisite chains is evaluated once (a deep diamond of prerequisites would
 /// otherwise cost exponential time).
+///
+/// It also remembers, for its one context, which segments hold it and what its strings read as
+/// versions: flags of one environment tend to share segments and to compare the same `version`
+/// attribute, and both cost far more than a look in a short list.
 struct Evaluator<'a, 'c> {
     env: &'a CompiledEnvironment,
     ctx: &'c Context,
@@ -173,6 +177,10 @@ struct Evaluator<'a, 'c> {
     /// The current top-level evaluation reached the depth limit: results computed since then
     /// depend on depth and are not remembered.
     truncated: bool,
+    /// (segment, whether the context is in it).
+    segments: Vec<(&'a CompiledSegment, bool)>,
+    /// (a string of the context, by address, and its version if it reads as one).
+    versions: Vec<(&'c str, Option<Version>)>,
 }
 
 impl<'a, 'c> Evaluator<'a, 'c> {
@@ -182,6 +190,8 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             ctx,
             memo: Vec::new(),
             truncated: false,
+            segments: Vec::new(),
+            versions: Vec::new(),
         }
     }
 
@@ -208,7 +218,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             return flag.variation(variation, Reason::TargetingMatch);
         }
         for rule in &flag.rules {
-            if rule.clauses.iter().all(|c| c.matches(self.ctx)) {
+            if rule.clauses.iter().all(|c| self.clause(c)) {
                 let mut evaluation = flag.serve(&rule.serve, self.ctx, Reason::TargetingMatch);
                 evaluation.rule_id = rule.id.as_deref();
                 return evaluation;
@@ -269,7 +279,7 @@ impl CompiledFlag {
                 match rollout
                     .bucket_by
                     .get(ctx)
-                    .and_then(|value| bucket_value(&rollout.salt, value))
+                    .and_then(|value| rollout.salted.bucket_value(value))
                 {
                     Some(bucket) => self.variation(rollout.variation(bucket), Reason::Split),
                     None => Evaluation::error(&self.key, EvalError::TargetingKeyMissing, self.version),
@@ -283,34 +293,32 @@ fn targeting_key(ctx: &Context) -> Option<&str> {
     ctx.get("targetingKey").and_then(Value::as_str)
 }
 
-impl CompiledClause {
+impl<'a, 'c> Evaluator<'a, 'c> {
     /// Whether the clause matches: a missing (or null) attribute never matches, negated or
     /// not, except for `exists`; an array matches when any element does; a value of the wrong
     /// type does not match (and so matches when negated).
-    pub(crate) fn matches(&self, ctx: &Context) -> bool {
-        match &self.test {
+    fn clause(&mut self, clause: &'a CompiledClause) -> bool {
+        match &clause.test {
             Test::Never => false,
             Test::Exists => {
-                let present = !matches!(self.attribute.get(ctx), None | Some(Value::Null));
-                present != self.negate
+                let present = !matches!(clause.attribute.get(self.ctx), None | Some(Value::Null));
+                present != clause.negate
             }
-            Test::InSegment(segments) => segments.iter().any(|s| s.contains(ctx)) != self.negate,
+            Test::InSegment(segments) => segments.iter().any(|s| self.in_segment(s)) != clause.negate,
             test => {
-                let matched = match self.attribute.get(ctx) {
+                let matched = match clause.attribute.get(self.ctx) {
                     None | Some(Value::Null) => return false,
-                    Some(Value::Array(items)) => items.iter().any(|item| test.matches(item)),
-                    Some(value) => test.matches(value),
+                    Some(Value::Array(items)) => items.iter().any(|item| self.test(test, item)),
+                    Some(value) => self.test(test, value),
                 };
-                matched != self.negate
+                matched != clause.negate
             }
         }
     }
-}
 
-impl Test {
     /// Whether one context value matches any of the clause's values.
-    fn matches(&self, value: &Value) -> bool {
-        match self {
+    fn test(&mut self, test: &Test, value: &'c Value) -> bool {
+        match test {
             Test::Never | Test::Exists | Test::InSegment(_) => false,
             Test::In(values) => match value {
                 Value::String(s) => values.strings.contains(s.as_str()),
@@ -340,38 +348,47 @@ impl Test {
                 .as_f64()
                 .and_then(|x| x.partial_cmp(bound))
                 .is_some_and(|ord| ordering.holds(ord)),
-            Test::SemverEq(versions) => semver(value).is_some_and(|v| {
+            Test::SemverEq(versions) => self.version(value).is_some_and(|v| {
                 versions
                     .iter()
                     .any(|w| v.cmp_precedence(w) == std::cmp::Ordering::Equal)
             }),
-            Test::Semver(ordering, bound) => {
-                semver(value).is_some_and(|v| ordering.holds(v.cmp_precedence(bound)))
-            }
+            Test::Semver(ordering, bound) => self
+                .version(value)
+                .is_some_and(|v| ordering.holds(v.cmp_precedence(bound))),
             Test::Before(bound) => crate::compile::parse_instant(value).is_some_and(|t| t < *bound),
             Test::After(bound) => crate::compile::parse_instant(value).is_some_and(|t| t > *bound),
         }
     }
-}
 
-fn semver(value: &Value) -> Option<semver::Version> {
-    value.as_str().and_then(crate::compile::parse_semver)
-}
+    /// The version a context string reads as, parsed once per pass.
+    fn version(&mut self, value: &'c Value) -> Option<&Version> {
+        let text = value.as_str()?;
+        let i = match self.versions.iter().position(|(s, _)| std::ptr::eq(*s, text)) {
+            Some(i) => i,
+            None => {
+                self.versions.push((text, crate::compile::parse_semver(text)));
+                self.versions.len() - 1
+            }
+        };
+        self.versions[i].1.as_ref()
+    }
 
-impl CompiledSegment {
     /// Whether the context is in the segment: excluded beats everything, then included, then
-    /// any rule.
-    fn contains(&self, ctx: &Context) -> bool {
-        if let Some(key) = targeting_key(ctx) {
-            if self.excluded.contains(key) {
-                return false;
-            }
-            if self.included.contains(key) {
-                return true;
-            }
+    /// any rule. Decided once per pass.
+    fn in_segment(&mut self, segment: &'a CompiledSegment) -> bool {
+        if let Some(&(_, inside)) = self.segments.iter().find(|(s, _)| std::ptr::eq(*s, segment)) {
+            return inside;
         }
-        self.rules
-            .iter()
-            .any(|clauses| clauses.iter().all(|c| c.matches(ctx)))
+        let inside = match targeting_key(self.ctx) {
+            Some(key) if segment.excluded.contains(key) => false,
+            Some(key) if segment.included.contains(key) => true,
+            _ => segment
+                .rules
+                .iter()
+                .any(|clauses| clauses.iter().all(|c| self.clause(c))),
+        };
+        self.segments.push((segment, inside));
+        inside
     }
 }

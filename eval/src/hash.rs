@@ -43,7 +43,38 @@ fn scale(hash: u32) -> u32 {
 const C1: u32 = 0xcc9e_2d51;
 const C2: u32 = 0x1b87_3593;
 
+/// The hash state after `salt + "."`: a rollout makes it once, and each bucket then hashes only
+/// the value. Gives exactly [`bucket`] and [`bucket_value`].
+#[derive(Debug, Clone, Copy)]
+pub struct Salted(Murmur3);
+
+impl Salted {
+    pub fn new(salt: &str) -> Salted {
+        let mut hasher = Murmur3::new(0);
+        hasher.write(salt.as_bytes());
+        hasher.write(b".");
+        Salted(hasher)
+    }
+
+    /// [`bucket`] under this salt.
+    pub fn bucket(&self, value: &str) -> u32 {
+        let mut hasher = self.0;
+        hasher.write(value.as_bytes());
+        scale(hasher.finish())
+    }
+
+    /// [`bucket_value`] under this salt.
+    pub fn bucket_value(&self, value: &Value) -> Option<u32> {
+        match value {
+            Value::String(s) => Some(self.bucket(s)),
+            Value::Number(n) => Some(self.bucket(&n.to_string())),
+            _ => None,
+        }
+    }
+}
+
 /// Streaming MurmurHash3 x86 32-bit, so that `salt + "." + value` needs no allocation.
+#[derive(Debug, Clone, Copy)]
 struct Murmur3 {
     h: u32,
     tail: [u8; 4],
@@ -127,6 +158,28 @@ mod tests {
             murmur3_x86_32(b"The quick brown fox jumps over the lazy dog", 0x9747_b28c),
             0x2fa8_26cd
         );
+    }
+
+    #[test]
+    fn a_salted_state_buckets_as_the_whole_string_does() {
+        for salt in ["", "s", "abc", "abcd", "new-checkout", "a-salt-of-17-char"] {
+            let salted = Salted::new(salt);
+            for value in ["", "u", "user-12345", "ünïcödé", "0123456789abcdef0"] {
+                assert_eq!(salted.bucket(value), bucket(salt, value), "{salt:?} {value:?}");
+            }
+            for value in [
+                serde_json::json!(42),
+                serde_json::json!(2.5),
+                serde_json::json!("x"),
+                serde_json::json!(true),
+            ] {
+                assert_eq!(
+                    salted.bucket_value(&value),
+                    bucket_value(salt, &value),
+                    "{salt:?} {value}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -230,18 +230,30 @@ async fn read_context(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Context::new());
     }
-    let request: Value = serde_json::from_slice(&body)
-        .map_err(|e| OfrepError::parse(flag, format!("the body is not valid JSON: {e}")))?;
-    let Value::Object(mut request) = request else {
-        return Err(OfrepError::invalid_context(
-            flag,
-            format!(
-                "the body must be an object {{\"context\": {{…}}}}, not {}",
-                json_type(&request)
-            ),
-        ));
+    // The usual body straight into its one field; anything else is parsed again below to say
+    // what is wrong with it.
+    #[derive(Deserialize)]
+    struct Request {
+        context: Option<Value>,
+    }
+    let context = match serde_json::from_slice::<Request>(&body) {
+        Ok(request) => request.context,
+        Err(_) => {
+            let request: Value = serde_json::from_slice(&body)
+                .map_err(|e| OfrepError::parse(flag, format!("the body is not valid JSON: {e}")))?;
+            let Value::Object(mut request) = request else {
+                return Err(OfrepError::invalid_context(
+                    flag,
+                    format!(
+                        "the body must be an object {{\"context\": {{…}}}}, not {}",
+                        json_type(&request)
+                    ),
+                ));
+            };
+            request.remove("context")
+        }
     };
-    let context = match request.remove("context") {
+    let context = match context {
         None | Some(Value::Null) => Context::new(),
         Some(Value::Object(map)) => map,
         Some(other) => {

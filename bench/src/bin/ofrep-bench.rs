@@ -56,6 +56,10 @@ struct BareArgs {
     dir: PathBuf,
 }
 
+/// The allocator `flagstaff` uses, so that the yardstick differs from it only by its handler.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Setup(args) => tokio::runtime::Builder::new_current_thread()
