@@ -478,38 +478,88 @@ impl CompiledSegment {
     }
 }
 
-/// A context attribute name, with its dotted path split once.
+/// A context attribute name, with its dotted path split once and the hashes [`Attributes`]
+/// finds names by.
 #[derive(Debug)]
 pub(crate) struct AttributePath {
     name: Box<str>,
+    hash: u64,
     /// The parts of `name` split at dots; empty when it has none.
     parts: Box<[Box<str>]>,
+    /// The hash of the first part.
+    first_hash: u64,
 }
 
 impl AttributePath {
     pub(crate) fn new(name: &str) -> AttributePath {
-        let parts = if name.contains('.') {
+        let parts: Box<[Box<str>]> = if name.contains('.') {
             name.split('.').map(Into::into).collect()
         } else {
             Box::default()
         };
         AttributePath {
             name: name.into(),
+            hash: name_hash(name),
+            first_hash: parts.first().map_or(0, |p| name_hash(p)),
             parts,
         }
     }
 
     /// The value of the attribute: the top-level key if present, else the dotted path.
-    pub(crate) fn get<'c>(&self, ctx: &'c Context) -> Option<&'c Value> {
-        if let Some(value) = ctx.get(&*self.name) {
+    pub(crate) fn get<'c>(&self, attributes: &Attributes<'c>) -> Option<&'c Value> {
+        if let Some(value) = attributes.top(&self.name, self.hash) {
             return Some(value);
         }
         let (first, rest) = self.parts.split_first()?;
-        let mut value = ctx.get(&**first)?;
+        let mut value = attributes.top(first, self.first_hash)?;
         for part in rest {
             value = value.as_object()?.get(&**part)?;
         }
         Some(value)
+    }
+}
+
+fn name_hash(name: &str) -> u64 {
+    use std::hash::BuildHasher as _;
+    rustc_hash::FxBuildHasher.hash_one(name)
+}
+
+/// A context's top-level attributes with the hashes of their names, made once per evaluation
+/// pass: clauses look attributes up many times over, and comparing a number (then the name
+/// once) beats walking the map's string comparisons.
+pub(crate) struct Attributes<'c> {
+    ctx: &'c Context,
+    /// Empty when the context has more than [`SCAN_AT_MOST`] attributes: those use the map.
+    by_hash: Vec<(u64, &'c str, &'c Value)>,
+}
+
+/// Above this many attributes, a scan would lose to the map's search.
+const SCAN_AT_MOST: usize = 32;
+
+impl<'c> Attributes<'c> {
+    pub(crate) fn new(ctx: &'c Context) -> Attributes<'c> {
+        let by_hash = if ctx.len() <= SCAN_AT_MOST {
+            ctx.iter().map(|(k, v)| (name_hash(k), k.as_str(), v)).collect()
+        } else {
+            Vec::new()
+        };
+        Attributes { ctx, by_hash }
+    }
+
+    /// The top-level attribute `name`, whose hash is `hash`.
+    fn top(&self, name: &str, hash: u64) -> Option<&'c Value> {
+        if self.ctx.len() > SCAN_AT_MOST {
+            return self.ctx.get(name);
+        }
+        self.by_hash
+            .iter()
+            .find(|(h, k, _)| *h == hash && *k == name)
+            .map(|&(_, _, v)| v)
+    }
+
+    /// The context's `targetingKey`, when it is a string.
+    pub(crate) fn targeting_key(&self) -> Option<&'c str> {
+        self.ctx.get("targetingKey").and_then(Value::as_str)
     }
 }
 
@@ -870,14 +920,25 @@ mod tests {
         let ctx: Context =
             serde_json::from_str(r#"{"user": {"email": "a@b", "org": {"id": 7}}, "a.b": 1, "a": {"b": 2}}"#)
                 .unwrap();
+        // Small contexts are scanned by hash, big ones searched in the map: the same answers.
+        let mut big = ctx.clone();
+        for i in 0..=SCAN_AT_MOST {
+            big.insert(format!("filler-{i}"), Value::from(i));
+        }
+        for ctx in [&ctx, &big] {
+            let attributes = Attributes::new(ctx);
+            let get = |name: &str| AttributePath::new(name).get(&attributes);
+            assert_eq!(get("user.email"), Some(&Value::from("a@b")));
+            assert_eq!(get("user.org.id"), Some(&Value::from(7)));
+            assert_eq!(get("a.b"), Some(&Value::from(1)));
+            assert_eq!(get("user.missing"), None);
+            assert_eq!(get("user.email.x"), None);
+            assert_eq!(get(""), None);
+            assert_eq!(get("nope"), None);
+        }
         assert_eq!(
-            AttributePath::new("user.email").get(&ctx),
-            Some(&Value::from("a@b"))
+            AttributePath::new("filler-3").get(&Attributes::new(&big)),
+            Some(&Value::from(3))
         );
-        assert_eq!(AttributePath::new("user.org.id").get(&ctx), Some(&Value::from(7)));
-        assert_eq!(AttributePath::new("a.b").get(&ctx), Some(&Value::from(1)));
-        assert_eq!(AttributePath::new("user.missing").get(&ctx), None);
-        assert_eq!(AttributePath::new("user.email.x").get(&ctx), None);
-        assert_eq!(AttributePath::new("").get(&ctx), None);
     }
 }

@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use crate::Context;
 use crate::compile::{
-    CompiledClause, CompiledEnvironment, CompiledFlag, CompiledPrerequisite, CompiledSegment, CompiledServe,
-    MAX_PREREQUISITE_DEPTH, NumberKey, Test,
+    Attributes, CompiledClause, CompiledEnvironment, CompiledFlag, CompiledPrerequisite, CompiledSegment,
+    CompiledServe, MAX_PREREQUISITE_DEPTH, NumberKey, Test,
 };
 
 /// The result of evaluating one flag for one context. Borrows from the environment; a flag with
@@ -171,7 +171,8 @@ impl CompiledEnvironment {
 /// attribute, and both cost far more than a look in a short list.
 struct Evaluator<'a, 'c> {
     env: &'a CompiledEnvironment,
-    ctx: &'c Context,
+    attributes: Attributes<'c>,
+    targeting_key: Option<&'c str>,
     /// (prerequisite flag, the variation it served if it passes on to dependents).
     memo: Vec<(&'a CompiledFlag, Option<&'a str>)>,
     /// The current top-level evaluation reached the depth limit: results computed since then
@@ -185,9 +186,11 @@ struct Evaluator<'a, 'c> {
 
 impl<'a, 'c> Evaluator<'a, 'c> {
     fn new(env: &'a CompiledEnvironment, ctx: &'c Context) -> Self {
+        let attributes = Attributes::new(ctx);
         Evaluator {
             env,
-            ctx,
+            targeting_key: attributes.targeting_key(),
+            attributes,
             memo: Vec::new(),
             truncated: false,
             segments: Vec::new(),
@@ -212,19 +215,19 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             }
         }
         if !flag.targets.is_empty()
-            && let Some(key) = targeting_key(self.ctx)
+            && let Some(key) = self.targeting_key
             && let Some(&variation) = flag.targets.get(key)
         {
             return flag.variation(variation, Reason::TargetingMatch);
         }
         for rule in &flag.rules {
             if rule.clauses.iter().all(|c| self.clause(c)) {
-                let mut evaluation = flag.serve(&rule.serve, self.ctx, Reason::TargetingMatch);
+                let mut evaluation = flag.serve(&rule.serve, &self.attributes, Reason::TargetingMatch);
                 evaluation.rule_id = rule.id.as_deref();
                 return evaluation;
             }
         }
-        flag.serve(&flag.fallthrough, self.ctx, flag.fallthrough_reason)
+        flag.serve(&flag.fallthrough, &self.attributes, flag.fallthrough_reason)
     }
 
     /// A prerequisite is met when its flag exists, is on, its own prerequisites are met, it
@@ -272,13 +275,18 @@ impl CompiledFlag {
     }
 
     /// Serves `serve`; `reason` is the reason for a single variation.
-    fn serve<'a>(&'a self, serve: &CompiledServe, ctx: &Context, reason: Reason) -> Evaluation<'a> {
+    fn serve<'a>(
+        &'a self,
+        serve: &CompiledServe,
+        attributes: &Attributes<'_>,
+        reason: Reason,
+    ) -> Evaluation<'a> {
         match serve {
             CompiledServe::Variation(index) => self.variation(*index, reason),
             CompiledServe::Rollout(rollout) => {
                 match rollout
                     .bucket_by
-                    .get(ctx)
+                    .get(attributes)
                     .and_then(|value| rollout.salted.bucket_value(value))
                 {
                     Some(bucket) => self.variation(rollout.variation(bucket), Reason::Split),
@@ -289,10 +297,6 @@ impl CompiledFlag {
     }
 }
 
-fn targeting_key(ctx: &Context) -> Option<&str> {
-    ctx.get("targetingKey").and_then(Value::as_str)
-}
-
 impl<'a, 'c> Evaluator<'a, 'c> {
     /// Whether the clause matches: a missing (or null) attribute never matches, negated or
     /// not, except for `exists`; an array matches when any element does; a value of the wrong
@@ -301,12 +305,12 @@ impl<'a, 'c> Evaluator<'a, 'c> {
         match &clause.test {
             Test::Never => false,
             Test::Exists => {
-                let present = !matches!(clause.attribute.get(self.ctx), None | Some(Value::Null));
+                let present = !matches!(clause.attribute.get(&self.attributes), None | Some(Value::Null));
                 present != clause.negate
             }
             Test::InSegment(segments) => segments.iter().any(|s| self.in_segment(s)) != clause.negate,
             test => {
-                let matched = match clause.attribute.get(self.ctx) {
+                let matched = match clause.attribute.get(&self.attributes) {
                     None | Some(Value::Null) => return false,
                     Some(Value::Array(items)) => items.iter().any(|item| self.test(test, item)),
                     Some(value) => self.test(test, value),
@@ -380,7 +384,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
         if let Some(&(_, inside)) = self.segments.iter().find(|(s, _)| std::ptr::eq(*s, segment)) {
             return inside;
         }
-        let inside = match targeting_key(self.ctx) {
+        let inside = match self.targeting_key {
             Some(key) if segment.excluded.contains(key) => false,
             Some(key) if segment.included.contains(key) => true,
             _ => segment

@@ -48,18 +48,38 @@ fn evaluate_all_is_sorted_by_key_and_filtered() {
 /// each flag must still get exactly what it gets alone, whatever the other flags asked.
 #[test]
 fn what_a_pass_remembers_never_mixes_flags_or_attributes() {
-    let rule = |clauses: Value| json!({"enabled": true, "rules": [{"clauses": clauses, "serve": {"variation": "on"}}],
-                                       "fallthrough": {"variation": "off"}});
+    let rule = |clauses: Value| {
+        json!({"enabled": true, "rules": [{"clauses": clauses, "serve": {"variation": "on"}}],
+                                       "fallthrough": {"variation": "off"}})
+    };
     let env = compile_valid(
         json!([{"key": "beta", "included": ["in-1"], "excluded": ["out-1"],
                 "rules": [{"clauses": [{"attribute": "email", "op": "ends_with", "values": ["@acme.example"]}]}]}]),
         json!([
-            bool_flag("a-in-beta", rule(json!([{"op": "in_segment", "values": ["beta"]}]))),
-            bool_flag("b-not-in-beta", rule(json!([{"op": "in_segment", "values": ["beta"], "negate": true}]))),
-            bool_flag("c-new-app", rule(json!([{"attribute": "version", "op": "semver_gte", "values": ["2.0.0"]}]))),
-            bool_flag("d-old-os", rule(json!([{"attribute": "os", "op": "semver_lt", "values": ["2.0.0"]}]))),
-            bool_flag("e-any-new", rule(json!([{"attribute": "versions", "op": "semver_gte", "values": ["3.0.0"]}]))),
-            bool_flag("f-app-is-os", rule(json!([{"attribute": "version", "op": "semver_eq", "values": ["1.5.0"]}]))),
+            bool_flag(
+                "a-in-beta",
+                rule(json!([{"op": "in_segment", "values": ["beta"]}]))
+            ),
+            bool_flag(
+                "b-not-in-beta",
+                rule(json!([{"op": "in_segment", "values": ["beta"], "negate": true}]))
+            ),
+            bool_flag(
+                "c-new-app",
+                rule(json!([{"attribute": "version", "op": "semver_gte", "values": ["2.0.0"]}]))
+            ),
+            bool_flag(
+                "d-old-os",
+                rule(json!([{"attribute": "os", "op": "semver_lt", "values": ["2.0.0"]}]))
+            ),
+            bool_flag(
+                "e-any-new",
+                rule(json!([{"attribute": "versions", "op": "semver_gte", "values": ["3.0.0"]}]))
+            ),
+            bool_flag(
+                "f-app-is-os",
+                rule(json!([{"attribute": "version", "op": "semver_eq", "values": ["1.5.0"]}]))
+            ),
         ]),
     );
     let contexts = [
@@ -84,11 +104,15 @@ fn what_a_pass_remembers_never_mixes_flags_or_attributes() {
             .collect()
     };
     assert_eq!(
-        served(json!({"targetingKey": "in-1", "version": "2.1.0", "os": "1.9", "versions": ["1.0.0", "3.1.0"]})),
+        served(
+            json!({"targetingKey": "in-1", "version": "2.1.0", "os": "1.9", "versions": ["1.0.0", "3.1.0"]})
+        ),
         ["a-in-beta", "c-new-app", "d-old-os", "e-any-new"]
     );
     assert_eq!(
-        served(json!({"targetingKey": "out-1", "email": "x@acme.example", "version": "1.5.0", "os": "1.5.0"})),
+        served(
+            json!({"targetingKey": "out-1", "email": "x@acme.example", "version": "1.5.0", "os": "1.5.0"})
+        ),
         ["b-not-in-beta", "d-old-os", "f-app-is-os"]
     );
 }
