@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{LazyLock, Mutex, RwLock};
 use std::time::Duration;
 
 use actix_web::http::{Method, StatusCode};
@@ -22,51 +22,113 @@ const WORK_BUCKETS: &[f64] = &[
     0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
-/// A histogram with fixed bounds; counts are cumulative only when rendered.
-pub struct Histogram {
-    bounds: &'static [f64],
-    buckets: Vec<AtomicU64>,
+/// Cells per counter. Each thread that counts writes to a cell of its own (round robin), so
+/// the workers that count every request never fight over a cache line; reading sums the cells.
+/// More threads than cells only share cells, which is slower, never wrong.
+const SHARDS: usize = 16;
+
+/// This thread's cell.
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
+
+/// A counter in [`SHARDS`] cells.
+struct Counter {
+    cells: Box<[Padded<AtomicU64>]>,
+}
+
+/// A value alone on its cache lines (128 bytes: adjacent-line prefetching pairs lines).
+#[repr(align(128))]
+#[derive(Default)]
+struct Padded<T>(T);
+
+impl Counter {
+    fn new() -> Counter {
+        Counter {
+            cells: (0..SHARDS).map(|_| Padded::default()).collect(),
+        }
+    }
+
+    fn add(&self, n: u64) {
+        self.cells[shard()].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.cells.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// Most bounds a histogram has.
+const MAX_BUCKETS: usize = 14;
+
+/// One thread's cell of a histogram: its buckets, sum and count on one 128-byte line.
+#[repr(align(128))]
+#[derive(Default)]
+struct HistogramCell {
+    buckets: [AtomicU64; MAX_BUCKETS],
     /// Sum of observations in nanoseconds.
     sum_nanos: AtomicU64,
     count: AtomicU64,
 }
 
+/// A histogram with fixed bounds, in [`SHARDS`] cells; counts are cumulative only when
+/// rendered.
+pub struct Histogram {
+    bounds: &'static [f64],
+    cells: Box<[HistogramCell]>,
+}
+
 impl Histogram {
     fn new(bounds: &'static [f64]) -> Histogram {
+        assert!(bounds.len() <= MAX_BUCKETS, "at most {MAX_BUCKETS} bounds");
         Histogram {
             bounds,
-            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            sum_nanos: AtomicU64::new(0),
-            count: AtomicU64::new(0),
+            cells: (0..SHARDS).map(|_| HistogramCell::default()).collect(),
         }
     }
 
     /// Records one duration.
     pub fn observe(&self, d: Duration) {
+        let cell = &self.cells[shard()];
         let secs = d.as_secs_f64();
         if let Some(i) = self.bounds.iter().position(|&b| secs <= b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            cell.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
-        self.sum_nanos
+        cell.sum_nanos
             .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
+        cell.count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// How many durations were recorded.
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.cells.iter().map(|c| c.count.load(Ordering::Relaxed)).sum()
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
+        // Cells are read while other threads count: `+Inf` is taken as at least the buckets'
+        // sum, so the histogram rendered is always monotonic.
         let mut cumulative = 0;
-        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
+        for (i, bound) in self.bounds.iter().enumerate() {
+            cumulative += self
+                .cells
+                .iter()
+                .map(|c| c.buckets[i].load(Ordering::Relaxed))
+                .sum::<u64>();
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
         }
-        let count = self.count.load(Ordering::Relaxed);
+        let count = self.count().max(cumulative);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let sum = self
+            .cells
+            .iter()
+            .map(|c| c.sum_nanos.load(Ordering::Relaxed) as f64)
+            .sum::<f64>()
+            / 1e9;
         let braces = |s: &str| {
             if s.is_empty() {
                 String::new()
@@ -79,13 +141,15 @@ impl Histogram {
     }
 }
 
-/// The request metrics of one route pattern, allocated once and shared by every worker: the
-/// request middleware keeps an `Arc` of it per static path, so counting a request takes no
-/// allocation and no map lookup by string.
+/// The request metrics of one route pattern, made once per process and never freed (route
+/// patterns are few and fixed), shared by every worker: the request middleware keeps a
+/// reference per static path, so counting a request takes no allocation, no reference count
+/// and no map lookup by string.
 pub struct RouteMetrics {
     route: Box<str>,
-    /// Requests by method and status; a handful per route, so a scan under a read lock.
-    counts: RwLock<Vec<(&'static str, u16, AtomicU64)>>,
+    /// Requests by method and status, per thread cell (a handful each; the lock is only ever
+    /// contended by a scrape).
+    counts: Box<[Padded<Mutex<Vec<(&'static str, u16, u64)>>>]>,
     durations: Histogram,
 }
 
@@ -93,7 +157,7 @@ impl RouteMetrics {
     fn new(route: &str) -> RouteMetrics {
         RouteMetrics {
             route: route.into(),
-            counts: RwLock::default(),
+            counts: (0..SHARDS).map(|_| Padded::default()).collect(),
             durations: Histogram::new(REQUEST_BUCKETS),
         }
     }
@@ -107,27 +171,34 @@ impl RouteMetrics {
     pub fn record(&self, method: &Method, status: StatusCode, took: Duration) {
         let (method, status) = (method_label(method), status.as_u16());
         self.durations.observe(took);
-        let counts = self.counts.read().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, _, n)) = counts.iter().find(|(m, s, _)| *m == method && *s == status) {
-            n.fetch_add(1, Ordering::Relaxed);
-            return;
+        let mut counts = self.counts[shard()].0.lock().unwrap_or_else(|p| p.into_inner());
+        match counts.iter_mut().find(|(m, s, _)| *m == method && *s == status) {
+            Some((_, _, n)) => *n += 1,
+            None => counts.push((method, status, 1)),
         }
-        drop(counts);
-        let mut counts = self.counts.write().unwrap_or_else(|p| p.into_inner());
-        match counts.iter().find(|(m, s, _)| *m == method && *s == status) {
-            Some((_, _, n)) => {
-                n.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests by (method, status), summed over the cells, sorted.
+    fn counts(&self) -> Vec<(&'static str, u16, u64)> {
+        let mut all: Vec<(&'static str, u16, u64)> = Vec::new();
+        for cell in &self.counts {
+            for &(method, status, n) in cell.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                match all.iter_mut().find(|(m, s, _)| *m == method && *s == status) {
+                    Some((_, _, total)) => *total += n,
+                    None => all.push((method, status, n)),
+                }
             }
-            None => counts.push((method, status, AtomicU64::new(1))),
         }
+        all.sort_unstable();
+        all
     }
 }
 
 /// Every metric of the process.
 pub struct Metrics {
-    routes: RwLock<HashMap<Box<str>, Arc<RouteMetrics>>>,
-    /// By [`Source`]: an atomic each, as the hot evaluation paths add to them on every request.
-    evaluations: [AtomicU64; 2],
+    routes: RwLock<HashMap<Box<str>, &'static RouteMetrics>>,
+    /// By [`Source`].
+    evaluations: [Counter; 2],
     /// Write transactions, from `BEGIN IMMEDIATE` to the commit (publication included).
     pub database_writes: Histogram,
     /// Writing and renaming the published `flagstaff.db` (part of each write).
@@ -139,7 +210,7 @@ pub struct Metrics {
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     routes: RwLock::default(),
-    evaluations: [AtomicU64::new(0), AtomicU64::new(0)],
+    evaluations: [Counter::new(), Counter::new()],
     database_writes: Histogram::new(WORK_BUCKETS),
     database_publications: Histogram::new(WORK_BUCKETS),
     snapshot_rebuilds: Histogram::new(WORK_BUCKETS),
@@ -174,7 +245,7 @@ impl Source {
 /// Counts `n` flag evaluations made by `source`.
 pub fn record_evaluations(source: Source, n: u64) {
     if n > 0 {
-        METRICS.evaluations[source as usize].fetch_add(n, Ordering::Relaxed);
+        METRICS.evaluations[source as usize].add(n);
     }
 }
 
@@ -194,17 +265,16 @@ fn method_label(method: &Method) -> &'static str {
 impl Metrics {
     /// The metrics of a route pattern (`None`: unmatched paths, which share one label so that
     /// scanners cannot create series).
-    pub fn route(&self, pattern: Option<&str>) -> Arc<RouteMetrics> {
+    pub fn route(&self, pattern: Option<&str>) -> &'static RouteMetrics {
         let pattern = pattern.unwrap_or("unmatched");
         if let Some(r) = self.routes.read().unwrap_or_else(|p| p.into_inner()).get(pattern) {
-            return r.clone();
+            return r;
         }
         self.routes
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .entry(pattern.into())
-            .or_insert_with(|| Arc::new(RouteMetrics::new(pattern)))
-            .clone()
+            .or_insert_with(|| Box::leak(Box::new(RouteMetrics::new(pattern))))
     }
 
     /// Records one answered request.
@@ -216,22 +286,21 @@ impl Metrics {
     pub fn requests(&self, route: &str, status: u16) -> u64 {
         let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
         let Some(r) = routes.get(route) else { return 0 };
-        let counts = r.counts.read().unwrap_or_else(|p| p.into_inner());
-        counts
+        r.counts()
             .iter()
             .filter(|(_, s, _)| *s == status)
-            .map(|(_, _, n)| n.load(Ordering::Relaxed))
+            .map(|(_, _, n)| n)
             .sum()
     }
 
     /// The routes seen so far, sorted by pattern.
-    fn sorted_routes(&self) -> Vec<Arc<RouteMetrics>> {
+    fn sorted_routes(&self) -> Vec<&'static RouteMetrics> {
         let mut routes: Vec<_> = self
             .routes
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .cloned()
+            .copied()
             .collect();
         routes.sort_by(|a, b| a.route.cmp(&b.route));
         routes
@@ -239,7 +308,7 @@ impl Metrics {
 
     /// Evaluations counted so far from `source`.
     pub fn evaluations(&self, source: Source) -> u64 {
-        self.evaluations[source as usize].load(Ordering::Relaxed)
+        self.evaluations[source as usize].get()
     }
 
     /// The Prometheus text exposition (format 0.0.4), with the gauges the caller reads at
@@ -279,15 +348,7 @@ impl Metrics {
         let routes = self.sorted_routes();
         for r in &routes {
             let route = escape(&r.route);
-            let mut counts: Vec<_> = r
-                .counts
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .map(|(m, s, n)| (*m, *s, n.load(Ordering::Relaxed)))
-                .collect();
-            counts.sort_unstable();
-            for (method, status, n) in counts {
+            for (method, status, n) in r.counts() {
                 let _ = writeln!(
                     out,
                     "flagstaff_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {n}"

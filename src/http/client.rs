@@ -91,8 +91,8 @@ async fn values(
     let caller = EvaluationKey::client_key_in_url(&state, &secret)?;
     let limits = &state.settings.serve.frontend;
     let context = decode_context(&encoded, limits)?;
-    let snapshot = state
-        .snapshots
+    let snapshots = state.snapshots.current();
+    let snapshot = snapshots
         .get(caller.key.environment_id)
         .ok_or_else(|| ApiError::Unauthorized("the key's environment no longer exists".into()))?;
     let answers = snapshot.answers();
@@ -135,7 +135,7 @@ async fn values(
             .insert_header((header::CACHE_CONTROL, cache_control))
             .finish());
     }
-    record(&state, &snapshot, evaluations, &served);
+    record(&state, snapshot, evaluations, &served);
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((header::ETAG, etag))

@@ -35,7 +35,7 @@ use crate::answers::{FlagAnswers, write_str, write_value};
 use crate::config::FrontendArgs;
 use crate::error::ApiError;
 use crate::hub::Change;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Current, Snapshot};
 use crate::store::api_keys::KeyKind;
 
 /// Path of the change stream, as `eventStreams` names it.
@@ -363,9 +363,8 @@ fn write_answered_item(
     true
 }
 
-fn snapshot_of(state: &AppState, key: &SdkKey) -> Result<Arc<Snapshot>, OfrepError> {
-    state
-        .snapshots
+fn snapshot_of<'s>(snapshots: &'s Current, key: &SdkKey) -> Result<&'s Arc<Snapshot>, OfrepError> {
+    snapshots
         .get(key.environment_id)
         .ok_or_else(|| ApiError::Unauthorized("the key's environment no longer exists".into()).into())
 }
@@ -388,7 +387,8 @@ async fn single(
     let caller = caller?;
     let flag_key = path.into_inner();
     let context = read_context(payload, &state.settings.serve.frontend, Some(&flag_key)).await?;
-    let snapshot = snapshot_of(&state, &caller.key)?;
+    let snapshots = state.snapshots.current();
+    let snapshot = snapshot_of(&snapshots, &caller.key)?;
     let engine = &snapshot.engine;
     let Some(index) = engine
         .position(&flag_key)
@@ -401,7 +401,7 @@ async fn single(
         (Some(variation), None) => Some(snapshot.answers().flag(index).counter(variation)),
         _ => None,
     };
-    record(&state, &snapshot, 1, served.as_slice());
+    record(&state, snapshot, 1, served.as_slice());
     let may_see = |k: &str| engine.flag(k).is_some_and(|f| caller.may_evaluate(f));
     let mut body = Vec::with_capacity(256);
     let status = match write_item(&mut body, &evaluation, may_see) {
@@ -485,7 +485,8 @@ async fn bulk(
     let caller = caller?;
     let limits = &state.settings.serve.frontend;
     let context = read_context(payload, limits, None).await?;
-    let snapshot = snapshot_of(&state, &caller.key)?;
+    let snapshots = state.snapshots.current();
+    let snapshot = snapshot_of(&snapshots, &caller.key)?;
     let engine = &snapshot.engine;
     let answers = snapshot.answers();
     let may_see = |k: &str| engine.flag(k).is_some_and(|f| caller.may_evaluate(f));
@@ -522,7 +523,7 @@ async fn bulk(
             .insert_header((header::ETAG, etag))
             .finish());
     }
-    record(&state, &snapshot, evaluations, &served);
+    record(&state, snapshot, evaluations, &served);
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((header::ETAG, etag))
@@ -690,7 +691,7 @@ async fn stream(
     let key = stream_caller(&state, &query, header_key)?;
     // Subscribe before reading the current revision, so that no change falls in between.
     let changes = state.hub.subscribe();
-    let snapshot = snapshot_of(&state, &key)?;
+    let snapshot = Arc::clone(snapshot_of(&state.snapshots.current(), &key)?);
     let last_seen = req
         .headers()
         .get("last-event-id")
