@@ -10,73 +10,84 @@
 use flagstaff_eval::{CompiledEnvironment, Value};
 
 /// The pieces of every flag of one snapshot, in the engine's flag order
-/// ([`CompiledEnvironment::flags`], the positions `evaluate_each` gives).
+/// ([`CompiledEnvironment::flags`], the positions `evaluate_each` gives), in one buffer.
 #[derive(Debug)]
 pub struct Answers {
-    flags: Box<[FlagAnswers]>,
+    /// Every piece, flag after flag.
+    bytes: Vec<u8>,
+    /// Per flag: its first piece in `pieces` and its first counter slot.
+    flags: Box<[(u32, u32)]>,
+    /// Per flag, per variation, two pieces: the start of an OFREP success item, and a member
+    /// of the `/client/v1` answer; as ranges of `bytes`.
+    pieces: Box<[(u32, u32)]>,
     counters: usize,
-}
-
-/// One flag's pieces.
-#[derive(Debug)]
-pub struct FlagAnswers {
-    /// Per variation, the start of an OFREP success item up to the reason's opening quote:
-    /// `{"key":"…","value":…,"variant":"…","reason":"`.
-    ofrep: Box<[Box<[u8]>]>,
-    /// What follows the reason: `","metadata":{"version":N` (the caller closes it).
-    metadata: Box<[u8]>,
-    /// Per variation, a member of the `/client/v1` answer: `"key":value`.
-    member: Box<[Box<[u8]>]>,
-    /// The first of this flag's counter slots (one per variation).
-    counter: usize,
 }
 
 impl Answers {
     pub fn new(engine: &CompiledEnvironment) -> Answers {
+        let mut bytes = Vec::new();
+        let mut flags = Vec::with_capacity(engine.len());
+        let mut pieces = Vec::new();
         let mut counter = 0;
-        let flags = engine
-            .flags()
-            .map(|flag| {
-                let mut key = Vec::with_capacity(flag.key().len() + 2);
-                write_str(&mut key, flag.key());
-                let mut ofrep = Vec::with_capacity(flag.variations().len());
-                let mut member = Vec::with_capacity(flag.variations().len());
-                for (variant, value) in flag.variations() {
-                    let mut item = Vec::with_capacity(64);
-                    item.extend_from_slice(b"{\"key\":");
-                    item.extend_from_slice(&key);
-                    item.extend_from_slice(b",\"value\":");
-                    write_value(&mut item, value);
-                    item.extend_from_slice(b",\"variant\":");
-                    write_str(&mut item, variant);
-                    item.extend_from_slice(b",\"reason\":\"");
-                    ofrep.push(item.into_boxed_slice());
-
-                    let mut pair = key.clone();
-                    pair.push(b':');
-                    write_value(&mut pair, value);
-                    member.push(pair.into_boxed_slice());
-                }
-                let metadata = format!("\",\"metadata\":{{\"version\":{}", flag.version());
-                let answers = FlagAnswers {
-                    ofrep: ofrep.into_boxed_slice(),
-                    metadata: metadata.into_bytes().into_boxed_slice(),
-                    member: member.into_boxed_slice(),
-                    counter,
-                };
-                counter += flag.variations().len();
-                answers
-            })
-            .collect();
+        let mut key = Vec::new();
+        let mut piece = |bytes: &mut Vec<u8>, write: &dyn Fn(&mut Vec<u8>)| {
+            let start = bytes.len();
+            write(bytes);
+            pieces.push((to_u32(start), to_u32(bytes.len())));
+        };
+        for flag in engine.flags() {
+            flags.push((to_u32(2 * counter), to_u32(counter)));
+            key.clear();
+            write_str(&mut key, flag.key());
+            for (variant, value) in flag.variations() {
+                // {"key":…,"value":…,"variant":…,"metadata":{"version":N
+                piece(&mut bytes, &|out| {
+                    out.extend_from_slice(b"{\"key\":");
+                    out.extend_from_slice(&key);
+                    out.extend_from_slice(b",\"value\":");
+                    write_value(out, value);
+                    out.extend_from_slice(b",\"variant\":");
+                    write_str(out, variant);
+                    out.extend_from_slice(b",\"metadata\":{\"version\":");
+                    out.extend_from_slice(flag.version().to_string().as_bytes());
+                });
+                // "key":value
+                piece(&mut bytes, &|out| {
+                    out.extend_from_slice(&key);
+                    out.push(b':');
+                    write_value(out, value);
+                });
+            }
+            counter += flag.variations().len();
+        }
         Answers {
-            flags,
+            bytes,
+            flags: flags.into_boxed_slice(),
+            pieces: pieces.into_boxed_slice(),
             counters: counter,
         }
     }
 
-    /// The flag at `index` in the engine's order.
-    pub fn flag(&self, index: usize) -> &FlagAnswers {
-        &self.flags[index]
+    fn piece(&self, flag: usize, variation: usize, which: usize) -> &[u8] {
+        let (start, end) = self.pieces[self.flags[flag].0 as usize + 2 * variation + which];
+        &self.bytes[start as usize..end as usize]
+    }
+
+    /// The start of the OFREP success item of the flag at `flag` serving the variation at
+    /// `variation`: `{"key":…,"value":…,"variant":…,"metadata":{"version":N` (the caller
+    /// finishes the metadata, then adds the reason).
+    pub fn ofrep_head(&self, flag: usize, variation: usize) -> &[u8] {
+        self.piece(flag, variation, 0)
+    }
+
+    /// `"key":value`, for the `/client/v1` answer.
+    pub fn member(&self, flag: usize, variation: usize) -> &[u8] {
+        self.piece(flag, variation, 1)
+    }
+
+    /// The counter slot of the flag at `flag` serving the variation at `variation`.
+    pub fn counter(&self, flag: usize, variation: usize) -> usize {
+        self.flags[flag].1 as usize + variation
     }
 
     /// How many counter slots the flags own together.
@@ -85,26 +96,10 @@ impl Answers {
     }
 }
 
-impl FlagAnswers {
-    /// `{"key":…,"value":…,"variant":…,"reason":"` for the variation at `variation`.
-    pub fn ofrep_head(&self, variation: usize) -> &[u8] {
-        &self.ofrep[variation]
-    }
-
-    /// `","metadata":{"version":N`.
-    pub fn ofrep_metadata(&self) -> &[u8] {
-        &self.metadata
-    }
-
-    /// `"key":value` for the variation at `variation`.
-    pub fn member(&self, variation: usize) -> &[u8] {
-        &self.member[variation]
-    }
-
-    /// The counter slot of the variation at `variation`.
-    pub fn counter(&self, variation: usize) -> usize {
-        self.counter + variation
-    }
+/// Positions in one snapshot's answers fit in 32 bits (a snapshot of 4 GiB of answers is not a
+/// thing this server holds).
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).expect("a snapshot's answers are under 4 GiB")
 }
 
 /// Writes `s` as a JSON string. Keys, variation keys and rule ids never need escaping (they
@@ -150,33 +145,30 @@ mod tests {
         .unwrap();
         let engine = CompiledEnvironment::compile(&doc, "e");
         let answers = Answers::new(&engine);
+        let text = |b: &[u8]| std::str::from_utf8(b).unwrap().to_owned();
         assert_eq!(answers.counters(), 3);
         // Sorted by key: a, then b.
-        let a = answers.flag(0);
         assert_eq!(
-            std::str::from_utf8(a.ofrep_head(0)).unwrap(),
-            r#"{"key":"a","value":{"x":[1,2.5,null]},"variant":"v1","reason":""#
+            text(answers.ofrep_head(0, 0)),
+            r#"{"key":"a","value":{"x":[1,2.5,null]},"variant":"v1","metadata":{"version":0"#
         );
+        assert_eq!(text(answers.member(0, 0)), r#""a":{"x":[1,2.5,null]}"#);
         assert_eq!(
-            std::str::from_utf8(a.member(0)).unwrap(),
-            r#""a":{"x":[1,2.5,null]}"#
+            text(answers.ofrep_head(1, 0)),
+            r#"{"key":"b","value":"say \"hi\"\n","variant":"q","metadata":{"version":7"#
         );
-        let b = answers.flag(1);
+        assert_eq!(text(answers.member(1, 1)), r#""b":"plain""#);
         assert_eq!(
-            std::str::from_utf8(b.ofrep_head(0)).unwrap(),
-            r#"{"key":"b","value":"say \"hi\"\n","variant":"q","reason":""#
+            (
+                answers.counter(0, 0),
+                answers.counter(1, 0),
+                answers.counter(1, 1)
+            ),
+            (0, 1, 2)
         );
-        assert_eq!(std::str::from_utf8(b.member(1)).unwrap(), r#""b":"plain""#);
-        assert_eq!(
-            std::str::from_utf8(b.ofrep_metadata()).unwrap(),
-            r#"","metadata":{"version":7"#
-        );
-        assert_eq!((a.counter(0), b.counter(0), b.counter(1)), (0, 1, 2));
         // A whole item parses as the JSON it claims to be.
-        let mut item = b.ofrep_head(1).to_vec();
-        item.extend_from_slice(b"STATIC");
-        item.extend_from_slice(b.ofrep_metadata());
-        item.extend_from_slice(b"}}");
+        let mut item = answers.ofrep_head(1, 1).to_vec();
+        item.extend_from_slice(br#"},"reason":"STATIC"}"#);
         let item: serde_json::Value = serde_json::from_slice(&item).unwrap();
         assert_eq!(
             item,

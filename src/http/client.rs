@@ -113,9 +113,8 @@ async fn values(
                 if !served.is_empty() {
                     body.push(b',');
                 }
-                let flag = answers.flag(index);
-                body.extend_from_slice(flag.member(variation));
-                served.push(flag.counter(variation));
+                body.extend_from_slice(answers.member(index, variation));
+                served.push(answers.counter(index, variation));
             }
         },
     );

@@ -31,7 +31,7 @@ use sha2::Sha256;
 use super::auth::{EvaluationKey, SdkKey};
 use super::cors;
 use crate::AppState;
-use crate::answers::{FlagAnswers, write_str, write_value};
+use crate::answers::{Answers, write_str};
 use crate::config::FrontendArgs;
 use crate::error::ApiError;
 use crate::hub::Change;
@@ -156,41 +156,38 @@ pub(crate) fn check_context(context: &Context, limits: &FrontendArgs) -> Result<
     }
 }
 
-/// The path of the first value deeper than `max` (the object at `depth`), if any.
+/// The path of the first value deeper than `max` (the object at `depth`), if any. Nothing is
+/// allocated unless one is found: every evaluation request passes through here.
 fn too_deep(object: &Context, depth: usize, max: usize) -> Option<String> {
-    fn walk(value: &Value, depth: usize, max: usize, path: &mut String) -> bool {
-        let children: Box<dyn Iterator<Item = (String, &Value)>> = match value {
-            Value::Object(map) => Box::new(map.iter().map(|(k, v)| (format!(".{k}"), v))),
-            Value::Array(items) => Box::new(items.iter().enumerate().map(|(i, v)| (format!("[{i}]"), v))),
-            _ => return false,
+    /// The steps from `value` down to the first container deeper than `max`, innermost first.
+    fn walk(value: &Value, depth: usize, max: usize) -> Option<Vec<String>> {
+        let found = match value {
+            Value::Object(_) | Value::Array(_) if depth > max => return Some(Vec::new()),
+            Value::Object(map) => map
+                .iter()
+                .find_map(|(k, v)| Some((format!(".{k}"), walk(v, depth + 1, max)?))),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| Some((format!("[{i}]"), walk(v, depth + 1, max)?))),
+            _ => None,
         };
-        if depth > max {
-            return true;
-        }
-        for (step, child) in children {
-            let len = path.len();
-            path.push_str(&step);
-            if walk(child, depth + 1, max, path) {
-                return true;
-            }
-            path.truncate(len);
-        }
-        false
+        found.map(|(step, mut steps)| {
+            steps.push(step);
+            steps
+        })
     }
-    let mut path = String::from("context");
     if depth > max {
-        return Some(path);
+        return Some("context".to_owned());
     }
-    for (key, value) in object {
-        let len = path.len();
-        path.push('.');
-        path.push_str(key);
-        if walk(value, depth + 1, max, &mut path) {
-            return Some(path);
+    object.iter().find_map(|(key, value)| {
+        let steps = walk(value, depth + 1, max)?;
+        let mut path = format!("context.{key}");
+        for step in steps.iter().rev() {
+            path.push_str(step);
         }
-        path.truncate(len);
-    }
-    None
+        Some(path)
+    })
 }
 
 pub(crate) fn json_type(value: &Value) -> &'static str {
@@ -285,51 +282,67 @@ fn write_u64(out: &mut Vec<u8>, n: u64) {
     write!(out, "{n}").expect("writing to a Vec cannot fail");
 }
 
-/// Writes one flag's answer: `{key, value, variant, reason, metadata}` on success,
+/// Writes one flag's answer: `{key, value, variant, metadata, reason}` on success,
 /// `{key, errorCode, errorDetails, metadata}` on failure. Metadata holds primitives only (the
 /// providers drop anything else): the state's `version`, the `ruleId` that served the value,
 /// and for a failed prerequisite `prerequisiteFailed` and — when the caller may know of that
-/// flag — its key as `prerequisite`. Returns whether it was a success.
+/// flag — its key as `prerequisite`. `index` is the flag's position in the engine. Returns
+/// whether it was a success.
 ///
-/// Written by hand rather than derived: it is most of the bulk answer's cost.
-fn write_item(out: &mut Vec<u8>, evaluation: &Evaluation<'_>, may_see: impl Fn(&str) -> bool) -> bool {
+/// A success starts with the snapshot's pre-written piece of the flag and variation
+/// ([`crate::answers`]): the bulk answer is 50 of these, so this is most of its cost.
+fn write_item(
+    out: &mut Vec<u8>,
+    answers: &Answers,
+    index: usize,
+    evaluation: &Evaluation<'_>,
+    may_see: impl Fn(&str) -> bool,
+) -> bool {
+    let (Some(variation), None) = (evaluation.variation, evaluation.error) else {
+        write_error_item(out, evaluation, may_see);
+        return false;
+    };
+    out.extend_from_slice(answers.ofrep_head(index, variation));
+    write_metadata_rest(out, evaluation, may_see);
+    out.extend_from_slice(b"},\"reason\":\"");
+    // One arm per reason, so that each copy is of a known length.
+    match wire_reason(evaluation.reason) {
+        "STATIC" => out.extend_from_slice(b"STATIC"),
+        "DEFAULT" => out.extend_from_slice(b"DEFAULT"),
+        "TARGETING_MATCH" => out.extend_from_slice(b"TARGETING_MATCH"),
+        "SPLIT" => out.extend_from_slice(b"SPLIT"),
+        "DISABLED" => out.extend_from_slice(b"DISABLED"),
+        other => out.extend_from_slice(other.as_bytes()),
+    }
+    out.extend_from_slice(b"\"}");
+    true
+}
+
+/// `{key, errorCode, errorDetails, metadata}`.
+fn write_error_item(out: &mut Vec<u8>, evaluation: &Evaluation<'_>, may_see: impl Fn(&str) -> bool) {
+    let error = evaluation.error.unwrap_or(EvalError::FlagNotFound);
+    let details = match error {
+        EvalError::TargetingKeyMissing => format!(
+            "flag {:?} serves a percentage rollout, which needs the context's targetingKey \
+             (or the rollout's bucket_by attribute)",
+            evaluation.key
+        ),
+        EvalError::FlagNotFound => format!("flag {:?} was not found", evaluation.key),
+    };
     out.extend_from_slice(b"{\"key\":");
     write_str(out, evaluation.key);
-    let success = match (evaluation.value, evaluation.variant, evaluation.error) {
-        (Some(value), Some(variant), None) => {
-            out.extend_from_slice(b",\"value\":");
-            write_value(out, value);
-            out.extend_from_slice(b",\"variant\":");
-            write_str(out, variant);
-            out.extend_from_slice(b",\"reason\":\"");
-            out.extend_from_slice(wire_reason(evaluation.reason).as_bytes());
-            out.push(b'"');
-            true
-        }
-        (_, _, error) => {
-            let error = error.unwrap_or(EvalError::FlagNotFound);
-            let details = match error {
-                EvalError::TargetingKeyMissing => format!(
-                    "flag {:?} serves a percentage rollout, which needs the context's targetingKey \
-                     (or the rollout's bucket_by attribute)",
-                    evaluation.key
-                ),
-                EvalError::FlagNotFound => format!("flag {:?} was not found", evaluation.key),
-            };
-            out.extend_from_slice(b",\"errorCode\":\"");
-            out.extend_from_slice(error.code().as_bytes());
-            out.extend_from_slice(b"\",\"errorDetails\":");
-            write_str(out, &details);
-            false
-        }
-    };
+    out.extend_from_slice(b",\"errorCode\":\"");
+    out.extend_from_slice(error.code().as_bytes());
+    out.extend_from_slice(b"\",\"errorDetails\":");
+    write_str(out, &details);
     out.extend_from_slice(b",\"metadata\":{\"version\":");
     write_u64(out, evaluation.version);
     write_metadata_rest(out, evaluation, may_see);
-    success
+    out.extend_from_slice(b"}}");
 }
 
-/// The rest of an item's metadata after its version, and the item's end.
+/// The metadata after its version: `ruleId`, and for a failed prerequisite
+/// `prerequisiteFailed` and `prerequisite`. The caller closes the object.
 fn write_metadata_rest(out: &mut Vec<u8>, evaluation: &Evaluation<'_>, may_see: impl Fn(&str) -> bool) {
     if let Some(rule_id) = evaluation.rule_id {
         out.extend_from_slice(b",\"ruleId\":");
@@ -342,25 +355,6 @@ fn write_metadata_rest(out: &mut Vec<u8>, evaluation: &Evaluation<'_>, may_see: 
             write_str(out, prerequisite);
         }
     }
-    out.extend_from_slice(b"}}");
-}
-
-/// [`write_item`] from the snapshot's pre-written pieces of the flag ([`crate::answers`]): a
-/// few copies instead of serialising the value. Errors take `write_item`.
-fn write_answered_item(
-    out: &mut Vec<u8>,
-    answers: &FlagAnswers,
-    evaluation: &Evaluation<'_>,
-    may_see: impl Fn(&str) -> bool,
-) -> bool {
-    let (Some(variation), None) = (evaluation.variation, evaluation.error) else {
-        return write_item(out, evaluation, may_see);
-    };
-    out.extend_from_slice(answers.ofrep_head(variation));
-    out.extend_from_slice(wire_reason(evaluation.reason).as_bytes());
-    out.extend_from_slice(answers.ofrep_metadata());
-    write_metadata_rest(out, evaluation, may_see);
-    true
 }
 
 fn snapshot_of<'s>(snapshots: &'s Current, key: &SdkKey) -> Result<&'s Arc<Snapshot>, OfrepError> {
@@ -397,14 +391,15 @@ async fn single(
         return Err(OfrepError::flag_not_found(&flag_key));
     };
     let evaluation = engine.evaluate(&flag_key, &context);
+    let answers = snapshot.answers();
     let served = match (evaluation.variation, evaluation.error) {
-        (Some(variation), None) => Some(snapshot.answers().flag(index).counter(variation)),
+        (Some(variation), None) => Some(answers.counter(index, variation)),
         _ => None,
     };
     record(&state, snapshot, 1, served.as_slice());
     let may_see = |k: &str| engine.flag(k).is_some_and(|f| caller.may_evaluate(f));
     let mut body = Vec::with_capacity(256);
-    let status = match write_item(&mut body, &evaluation, may_see) {
+    let status = match write_item(&mut body, answers, index, &evaluation, may_see) {
         true => StatusCode::OK,
         false => StatusCode::BAD_REQUEST,
     };
@@ -503,10 +498,8 @@ async fn bulk(
                 body.push(b',');
             }
             evaluations += 1;
-            let flag = answers.flag(index);
-            write_answered_item(&mut body, flag, &evaluation, may_see);
-            if let (Some(variation), None) = (evaluation.variation, evaluation.error) {
-                served.push(flag.counter(variation));
+            if write_item(&mut body, answers, index, &evaluation, may_see) {
+                served.extend(evaluation.variation.map(|v| answers.counter(index, v)));
             }
         },
     );
@@ -821,7 +814,7 @@ mod tally {
         for (snapshot, slots) in &counts {
             let answers = snapshot.answers();
             let counts = snapshot.engine.flags().enumerate().flat_map(|(i, flag)| {
-                let first = answers.flag(i).counter(0);
+                let first = answers.counter(i, 0);
                 flag.variations()
                     .zip(&slots[first..])
                     .filter(|(_, count)| **count > 0)
@@ -871,6 +864,14 @@ mod tests {
                 .unwrap_err()
                 .contains("context.x[0][0]")
         );
+        // The path is exact, and names the first container too deep.
+        let limit = limits().max_context_depth as usize;
+        let deep = ctx(serde_json::json!({"ok": 1, "a": {"b": {"c": {"d": 1}}}, "z": [[{"y": {}}]]}));
+        assert_eq!(too_deep(&deep, 1, limit).as_deref(), Some("context.a.b.c"));
+        let mixed = ctx(serde_json::json!({"z": [1, [2, {"y": {"w": 0}}]]}));
+        assert_eq!(too_deep(&mixed, 1, limit).as_deref(), Some("context.z[1][1]"));
+        assert_eq!(too_deep(&mixed, 1, 0).as_deref(), Some("context"));
+        assert_eq!(too_deep(&mixed, 1, 1).as_deref(), Some("context.z"));
     }
 
     #[test]
