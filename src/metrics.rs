@@ -149,9 +149,12 @@ pub struct RouteMetrics {
     route: Box<str>,
     /// Requests by method and status, per thread cell (a handful each; the lock is only ever
     /// contended by a scrape).
-    counts: Box<[Padded<Mutex<Vec<(&'static str, u16, u64)>>>]>,
+    counts: Box<[Padded<Mutex<Vec<MethodStatusCount>>>]>,
     durations: Histogram,
 }
+
+/// Requests of one method with one status.
+type MethodStatusCount = (&'static str, u16, u64);
 
 impl RouteMetrics {
     fn new(route: &str) -> RouteMetrics {
@@ -179,8 +182,8 @@ impl RouteMetrics {
     }
 
     /// Requests by (method, status), summed over the cells, sorted.
-    fn counts(&self) -> Vec<(&'static str, u16, u64)> {
-        let mut all: Vec<(&'static str, u16, u64)> = Vec::new();
+    fn counts(&self) -> Vec<MethodStatusCount> {
+        let mut all: Vec<MethodStatusCount> = Vec::new();
         for cell in &self.counts {
             for &(method, status, n) in cell.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
                 match all.iter_mut().find(|(m, s, _)| *m == method && *s == status) {
