@@ -105,12 +105,19 @@ fn to_u32(n: usize) -> u32 {
 /// Writes `s` as a JSON string. Keys, variation keys and rule ids never need escaping (they
 /// are validated slugs), so the common case is a copy; anything else goes through serde_json.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    write_str_content(out, s);
+    out.push(b'"');
+}
+
+/// Writes the inside of `s` as a JSON string, without the quotes: pieces of one string can be
+/// written one after another.
+pub fn write_str_content(out: &mut Vec<u8>, s: &str) {
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push(b'"');
         out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
     } else {
-        serde_json::to_writer(&mut *out, s).expect("writing JSON to a Vec cannot fail");
+        let quoted = serde_json::to_string(s).expect("a string is always JSON");
+        out.extend_from_slice(&quoted.as_bytes()[1..quoted.len() - 1]);
     }
 }
 

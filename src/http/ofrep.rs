@@ -31,7 +31,7 @@ use sha2::Sha256;
 use super::auth::{EvaluationKey, SdkKey};
 use super::cors;
 use crate::AppState;
-use crate::answers::{Answers, write_str};
+use crate::answers::{Answers, write_str, write_str_content};
 use crate::config::FrontendArgs;
 use crate::error::ApiError;
 use crate::hub::Change;
@@ -413,32 +413,27 @@ async fn single(
 /// configured with). A client key may ride in the URL (it is public); a server key never does —
 /// its caller gets a short-lived signed token instead.
 fn write_event_stream(out: &mut Vec<u8>, caller: &EvaluationKey, limits: &FrontendArgs) {
-    let mut uri = String::with_capacity(128);
-    if let Some(base) = &limits.public_url {
-        uri.push_str(base);
+    match &limits.public_url {
+        Some(base) => {
+            out.extend_from_slice(b"{\"type\":\"sse\",\"url\":\"");
+            write_str_content(out, base);
+        }
+        None => out.extend_from_slice(b"{\"type\":\"sse\",\"endpoint\":{\"requestUri\":\""),
     }
-    uri.push_str(STREAM_PATH);
+    out.extend_from_slice(STREAM_PATH.as_bytes());
     match &caller.client_secret {
         Some(client_key) => {
-            uri.push_str("?key=");
-            uri.push_str(client_key);
+            out.extend_from_slice(b"?key=");
+            write_str_content(out, client_key);
         }
         None => {
-            uri.push_str("?token=");
-            uri.push_str(&StreamToken::issue(&caller.key, unix_now()));
+            out.extend_from_slice(b"?token=");
+            write_str_content(out, &StreamToken::issue(&caller.key, unix_now()));
         }
     }
     match limits.public_url {
-        Some(_) => {
-            out.extend_from_slice(b"{\"type\":\"sse\",\"url\":");
-            write_str(out, &uri);
-            out.push(b'}');
-        }
-        None => {
-            out.extend_from_slice(b"{\"type\":\"sse\",\"endpoint\":{\"requestUri\":");
-            write_str(out, &uri);
-            out.extend_from_slice(b"}}");
-        }
+        Some(_) => out.extend_from_slice(b"\"}"),
+        None => out.extend_from_slice(b"\"}}"),
     }
 }
 
