@@ -5,6 +5,7 @@
 //! (`TARGETING_MATCH`); rules in order (`TARGETING_MATCH`, or `SPLIT` for a rollout); fallthrough
 //! (`STATIC`, `DEFAULT` or `SPLIT`).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use semver::Version;
@@ -126,7 +127,7 @@ impl CompiledEnvironment {
     /// `flag_key` (the latter only for `FLAG_NOT_FOUND`).
     pub fn evaluate<'a>(&'a self, flag_key: &'a str, ctx: &Context) -> Evaluation<'a> {
         match self.flag(flag_key) {
-            Some(flag) => Evaluator::new(self, ctx).top(flag),
+            Some(flag) => Evaluator::new(self, ctx, false).top(flag),
             None => Evaluation::error(flag_key, EvalError::FlagNotFound, 0),
         }
     }
@@ -153,7 +154,7 @@ impl CompiledEnvironment {
         include: impl Fn(&CompiledFlag) -> bool,
         mut each: impl FnMut(usize, Evaluation<'a>),
     ) {
-        let mut evaluator = Evaluator::new(self, ctx);
+        let mut evaluator = Evaluator::new(self, ctx, true);
         for (i, flag) in self.inner.flags.iter().enumerate() {
             if include(flag) {
                 each(i, evaluator.top(flag));
@@ -172,12 +173,13 @@ impl CompiledEnvironment {
 struct Evaluator<'a, 'c> {
     env: &'a CompiledEnvironment,
     attributes: Attributes<'c>,
-    targeting_key: Option<&'c str>,
     /// (prerequisite flag, the variation it served if it passes on to dependents).
     memo: Vec<(&'a CompiledFlag, Option<&'a str>)>,
     /// The current top-level evaluation reached the depth limit: results computed since then
     /// depend on depth and are not remembered.
     truncated: bool,
+    /// Whether to remember segments and versions: for a pass over many flags, not one.
+    remember: bool,
     /// (segment, whether the context is in it).
     segments: Vec<(&'a CompiledSegment, bool)>,
     /// (a string of the context, by address, and its version if it reads as one).
@@ -185,14 +187,13 @@ struct Evaluator<'a, 'c> {
 }
 
 impl<'a, 'c> Evaluator<'a, 'c> {
-    fn new(env: &'a CompiledEnvironment, ctx: &'c Context) -> Self {
-        let attributes = Attributes::new(ctx);
+    fn new(env: &'a CompiledEnvironment, ctx: &'c Context, remember: bool) -> Self {
         Evaluator {
             env,
-            targeting_key: attributes.targeting_key(),
-            attributes,
+            attributes: Attributes::new(ctx),
             memo: Vec::new(),
             truncated: false,
+            remember,
             segments: Vec::new(),
             versions: Vec::new(),
         }
@@ -215,19 +216,19 @@ impl<'a, 'c> Evaluator<'a, 'c> {
             }
         }
         if !flag.targets.is_empty()
-            && let Some(key) = self.targeting_key
+            && let Some(key) = self.attributes.targeting_key()
             && let Some(&variation) = flag.targets.get(key)
         {
             return flag.variation(variation, Reason::TargetingMatch);
         }
         for rule in &flag.rules {
             if rule.clauses.iter().all(|c| self.clause(c)) {
-                let mut evaluation = flag.serve(&rule.serve, &self.attributes, Reason::TargetingMatch);
+                let mut evaluation = flag.serve(&rule.serve, &mut self.attributes, Reason::TargetingMatch);
                 evaluation.rule_id = rule.id.as_deref();
                 return evaluation;
             }
         }
-        flag.serve(&flag.fallthrough, &self.attributes, flag.fallthrough_reason)
+        flag.serve(&flag.fallthrough, &mut self.attributes, flag.fallthrough_reason)
     }
 
     /// A prerequisite is met when its flag exists, is on, its own prerequisites are met, it
@@ -278,7 +279,7 @@ impl CompiledFlag {
     fn serve<'a>(
         &'a self,
         serve: &CompiledServe,
-        attributes: &Attributes<'_>,
+        attributes: &mut Attributes<'_>,
         reason: Reason,
     ) -> Evaluation<'a> {
         match serve {
@@ -305,12 +306,15 @@ impl<'a, 'c> Evaluator<'a, 'c> {
         match &clause.test {
             Test::Never => false,
             Test::Exists => {
-                let present = !matches!(clause.attribute.get(&self.attributes), None | Some(Value::Null));
+                let present = !matches!(
+                    clause.attribute.get(&mut self.attributes),
+                    None | Some(Value::Null)
+                );
                 present != clause.negate
             }
             Test::InSegment(segments) => segments.iter().any(|s| self.in_segment(s)) != clause.negate,
             test => {
-                let matched = match clause.attribute.get(&self.attributes) {
+                let matched = match clause.attribute.get(&mut self.attributes) {
                     None | Some(Value::Null) => return false,
                     Some(Value::Array(items)) => items.iter().any(|item| self.test(test, item)),
                     Some(value) => self.test(test, value),
@@ -365,9 +369,12 @@ impl<'a, 'c> Evaluator<'a, 'c> {
         }
     }
 
-    /// The version a context string reads as, parsed once per pass.
-    fn version(&mut self, value: &'c Value) -> Option<&Version> {
+    /// The version a context string reads as, parsed once per pass over many flags.
+    fn version(&mut self, value: &'c Value) -> Option<Cow<'_, Version>> {
         let text = value.as_str()?;
+        if !self.remember {
+            return crate::compile::parse_semver(text).map(Cow::Owned);
+        }
         let i = match self.versions.iter().position(|(s, _)| std::ptr::eq(*s, text)) {
             Some(i) => i,
             None => {
@@ -375,24 +382,30 @@ impl<'a, 'c> Evaluator<'a, 'c> {
                 self.versions.len() - 1
             }
         };
-        self.versions[i].1.as_ref()
+        self.versions[i].1.as_ref().map(Cow::Borrowed)
     }
 
     /// Whether the context is in the segment: excluded beats everything, then included, then
-    /// any rule. Decided once per pass.
+    /// any rule. Decided once per pass over many flags.
     fn in_segment(&mut self, segment: &'a CompiledSegment) -> bool {
         if let Some(&(_, inside)) = self.segments.iter().find(|(s, _)| std::ptr::eq(*s, segment)) {
             return inside;
         }
-        let inside = match self.targeting_key {
+        let inside = self.segment_holds(segment);
+        if self.remember {
+            self.segments.push((segment, inside));
+        }
+        inside
+    }
+
+    fn segment_holds(&mut self, segment: &'a CompiledSegment) -> bool {
+        match self.attributes.targeting_key() {
             Some(key) if segment.excluded.contains(key) => false,
             Some(key) if segment.included.contains(key) => true,
             _ => segment
                 .rules
                 .iter()
                 .any(|clauses| clauses.iter().all(|c| self.clause(c))),
-        };
-        self.segments.push((segment, inside));
-        inside
+        }
     }
 }
