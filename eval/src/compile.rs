@@ -506,7 +506,7 @@ impl AttributePath {
     }
 
     /// The value of the attribute: the top-level key if present, else the dotted path.
-    pub(crate) fn get<'c>(&self, attributes: &mut Attributes<'c>) -> Option<&'c Value> {
+    pub(crate) fn get<'c>(&self, attributes: &Attributes<'c>) -> Option<&'c Value> {
         if let Some(value) = attributes.top(&self.name, self.hash) {
             return Some(value);
         }
@@ -524,48 +524,38 @@ fn name_hash(name: &str) -> u64 {
     rustc_hash::FxBuildHasher.hash_one(name)
 }
 
-/// A context's top-level attributes for one evaluation pass. Lookups go to the map at first;
-/// once a pass has made [`INDEX_AFTER`] of them (a bulk evaluation makes hundreds), the
-/// attributes are indexed by the hashes of their names, and clauses then find them by comparing
-/// a number (then the name once) instead of walking the map's string comparisons. A pass over
-/// one flag never pays for the index.
+/// A context's top-level attributes for one evaluation pass. A pass over many flags (a bulk
+/// evaluation makes hundreds of lookups) indexes them by the hashes of their names, and clauses
+/// then find them by comparing a number (then the name once) instead of walking the map's
+/// string comparisons; a pass over one flag looks in the map and never pays for the index.
 pub(crate) struct Attributes<'c> {
     ctx: &'c Context,
-    lookups: u32,
-    /// Empty until indexed, and for contexts of more than [`SCAN_AT_MOST`] attributes.
+    /// Empty when not indexed, and for contexts of more than [`SCAN_AT_MOST`] attributes.
     by_hash: Vec<(u64, &'c str, &'c Value)>,
     targeting_key: Option<Option<&'c str>>,
 }
 
-/// Lookups a pass makes in the map before it indexes the context (at least twice its size):
-/// one flag's rules, even 5 rules of 3 clauses, stay below.
-const INDEX_AFTER: u32 = 16;
 /// Above this many attributes, a scan would lose to the map's search.
 const SCAN_AT_MOST: usize = 32;
 
 impl<'c> Attributes<'c> {
-    pub(crate) fn new(ctx: &'c Context) -> Attributes<'c> {
+    pub(crate) fn new(ctx: &'c Context, indexed: bool) -> Attributes<'c> {
+        let by_hash = if indexed && ctx.len() <= SCAN_AT_MOST {
+            ctx.iter().map(|(k, v)| (name_hash(k), k.as_str(), v)).collect()
+        } else {
+            Vec::new()
+        };
         Attributes {
             ctx,
-            lookups: 0,
-            by_hash: Vec::new(),
+            by_hash,
             targeting_key: None,
         }
     }
 
     /// The top-level attribute `name`, whose hash is `hash`.
-    fn top(&mut self, name: &str, hash: u64) -> Option<&'c Value> {
+    fn top(&self, name: &str, hash: u64) -> Option<&'c Value> {
         if self.by_hash.is_empty() {
-            self.lookups += 1;
-            let len = self.ctx.len();
-            if self.lookups <= INDEX_AFTER.max(2 * len as u32) || len > SCAN_AT_MOST || len == 0 {
-                return self.ctx.get(name);
-            }
-            self.by_hash = self
-                .ctx
-                .iter()
-                .map(|(k, v)| (name_hash(k), k.as_str(), v))
-                .collect();
+            return self.ctx.get(name);
         }
         self.by_hash
             .iter()
@@ -944,25 +934,20 @@ mod tests {
             big.insert(format!("filler-{i}"), Value::from(i));
         }
         for ctx in [&ctx, &big] {
-            let mut attributes = Attributes::new(ctx);
-            // Enough lookups that the small context gets indexed halfway through.
-            for _ in 0..INDEX_AFTER / 2 {
-                assert_eq!(
-                    AttributePath::new("a.b").get(&mut attributes),
-                    Some(&Value::from(1))
-                );
+            for indexed in [false, true] {
+                let attributes = Attributes::new(ctx, indexed);
+                let get = |name: &str| AttributePath::new(name).get(&attributes);
+                assert_eq!(get("user.email"), Some(&Value::from("a@b")));
+                assert_eq!(get("user.org.id"), Some(&Value::from(7)));
+                assert_eq!(get("a.b"), Some(&Value::from(1)));
+                assert_eq!(get("user.missing"), None);
+                assert_eq!(get("user.email.x"), None);
+                assert_eq!(get(""), None);
+                assert_eq!(get("nope"), None);
             }
-            let mut get = |name: &str| AttributePath::new(name).get(&mut attributes);
-            assert_eq!(get("user.email"), Some(&Value::from("a@b")));
-            assert_eq!(get("user.org.id"), Some(&Value::from(7)));
-            assert_eq!(get("a.b"), Some(&Value::from(1)));
-            assert_eq!(get("user.missing"), None);
-            assert_eq!(get("user.email.x"), None);
-            assert_eq!(get(""), None);
-            assert_eq!(get("nope"), None);
         }
         assert_eq!(
-            AttributePath::new("filler-3").get(&mut Attributes::new(&big)),
+            AttributePath::new("filler-3").get(&Attributes::new(&big, true)),
             Some(&Value::from(3))
         );
     }

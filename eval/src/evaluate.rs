@@ -178,7 +178,8 @@ struct Evaluator<'a, 'c> {
     /// The current top-level evaluation reached the depth limit: results computed since then
     /// depend on depth and are not remembered.
     truncated: bool,
-    /// Whether to remember segments and versions: for a pass over many flags, not one.
+    /// Whether to index the context and remember segments and versions: for a pass over many
+    /// flags, not one.
     remember: bool,
     /// (segment, whether the context is in it).
     segments: Vec<(&'a CompiledSegment, bool)>,
@@ -190,7 +191,7 @@ impl<'a, 'c> Evaluator<'a, 'c> {
     fn new(env: &'a CompiledEnvironment, ctx: &'c Context, remember: bool) -> Self {
         Evaluator {
             env,
-            attributes: Attributes::new(ctx),
+            attributes: Attributes::new(ctx, remember),
             memo: Vec::new(),
             truncated: false,
             remember,
@@ -223,12 +224,12 @@ impl<'a, 'c> Evaluator<'a, 'c> {
         }
         for rule in &flag.rules {
             if rule.clauses.iter().all(|c| self.clause(c)) {
-                let mut evaluation = flag.serve(&rule.serve, &mut self.attributes, Reason::TargetingMatch);
+                let mut evaluation = flag.serve(&rule.serve, &self.attributes, Reason::TargetingMatch);
                 evaluation.rule_id = rule.id.as_deref();
                 return evaluation;
             }
         }
-        flag.serve(&flag.fallthrough, &mut self.attributes, flag.fallthrough_reason)
+        flag.serve(&flag.fallthrough, &self.attributes, flag.fallthrough_reason)
     }
 
     /// A prerequisite is met when its flag exists, is on, its own prerequisites are met, it
@@ -279,7 +280,7 @@ impl CompiledFlag {
     fn serve<'a>(
         &'a self,
         serve: &CompiledServe,
-        attributes: &mut Attributes<'_>,
+        attributes: &Attributes<'_>,
         reason: Reason,
     ) -> Evaluation<'a> {
         match serve {
@@ -306,15 +307,12 @@ impl<'a, 'c> Evaluator<'a, 'c> {
         match &clause.test {
             Test::Never => false,
             Test::Exists => {
-                let present = !matches!(
-                    clause.attribute.get(&mut self.attributes),
-                    None | Some(Value::Null)
-                );
+                let present = !matches!(clause.attribute.get(&self.attributes), None | Some(Value::Null));
                 present != clause.negate
             }
             Test::InSegment(segments) => segments.iter().any(|s| self.in_segment(s)) != clause.negate,
             test => {
-                let matched = match clause.attribute.get(&mut self.attributes) {
+                let matched = match clause.attribute.get(&self.attributes) {
                     None | Some(Value::Null) => return false,
                     Some(Value::Array(items)) => items.iter().any(|item| self.test(test, item)),
                     Some(value) => self.test(test, value),
