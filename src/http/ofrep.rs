@@ -733,7 +733,6 @@ mod tally {
     /// One application's counts on this thread (tests run several applications in a process).
     struct Tally {
         events: Weak<Events>,
-        at: i64,
         /// The snapshots served since the last hand-over (usually one per environment, more
         /// after changes), each with its counter slots.
         counts: Vec<(Arc<Snapshot>, Vec<u64>)>,
@@ -745,7 +744,6 @@ mod tally {
 
     /// Counts one each in the counter slots `served` of `snapshot`.
     pub fn add(state: &AppState, snapshot: &Arc<Snapshot>, served: &[usize]) {
-        let at = crate::store::now_ms();
         let started = TALLIES.with_borrow_mut(|tallies| {
             let found = tallies
                 .iter()
@@ -756,14 +754,12 @@ mod tally {
                     let events = Arc::downgrade(&state.events);
                     tallies.push(Tally {
                         events,
-                        at,
                         counts: Vec::new(),
                     });
                     (tallies.len() - 1, true)
                 }
             };
             let tally = &mut tallies[index];
-            tally.at = tally.at.max(at);
             let answers = snapshot.answers();
             // The latest snapshot is the likeliest: look from the end.
             let slots = match tally.counts.iter().rposition(|(s, _)| Arc::ptr_eq(s, snapshot)) {
@@ -803,9 +799,12 @@ mod tally {
         };
         let taken = TALLIES.with_borrow_mut(|tallies| {
             let tally = tallies.iter_mut().find(|t| t.events.ptr_eq(events))?;
-            Some((tally.at, std::mem::take(&mut tally.counts)))
+            Some(std::mem::take(&mut tally.counts))
         });
-        let Some((at, counts)) = taken else { return true };
+        let Some(counts) = taken else { return true };
+        // Counted within the last second: they are dated when handed over (reading the clock on
+        // every request would cost more than the counting).
+        let at = crate::store::now_ms();
         for (snapshot, slots) in &counts {
             let answers = snapshot.answers();
             let counts = snapshot.engine.flags().enumerate().flat_map(|(i, flag)| {
