@@ -365,7 +365,7 @@ fn snapshot_of<'s>(snapshots: &'s Current, key: &SdkKey) -> Result<&'s Arc<Snaps
 
 /// Counts what was served, for the evaluation insights and the metrics: `evaluations` made on
 /// `snapshot`, of which those that served a value are `served`, by counter slot
-/// ([`crate::answers::FlagAnswers::counter`]).
+/// ([`crate::answers::Answers::counter`]).
 pub(crate) fn record(state: &AppState, snapshot: &Arc<Snapshot>, evaluations: usize, served: &[usize]) {
     crate::metrics::record_evaluations(crate::metrics::Source::Server, evaluations as u64);
     tally::add(state, snapshot, served);
