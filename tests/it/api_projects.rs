@@ -241,6 +241,15 @@ async fn project_mistakes_are_4xx_and_change_nothing() {
             "not_found",
             None,
         ),
+        (
+            Some(&admin),
+            "DELETE",
+            "/api/v1/projects",
+            None,
+            405,
+            "method_not_allowed",
+            None,
+        ),
     ];
     for (token, method, path, body, status, code, error_path) in cases {
         let reply = app

@@ -22,8 +22,10 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::dev::Payload;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
+use actix_web::middleware::{Next, from_fn};
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
@@ -53,8 +55,29 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .configure(keys::configure)
             .configure(openapi::configure)
             // ── end ──
-            .default_service(web::to(no_such_endpoint)),
+            .default_service(web::to(no_such_endpoint))
+            .wrap(from_fn(method_not_allowed)),
     );
+}
+
+/// A resource answers a method it does not take with an empty 405; the API answers with its
+/// JSON error instead, naming the method and the path.
+async fn method_not_allowed(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    use actix_web::ResponseError;
+    let res = next.call(req).await?;
+    if res.status() != actix_web::http::StatusCode::METHOD_NOT_ALLOWED {
+        return Ok(res.map_into_left_body());
+    }
+    let message = format!(
+        "{} is not a method of {} (docs/api.md lists each endpoint's methods)",
+        res.request().method(),
+        res.request().path()
+    );
+    let answer = ApiError::MethodNotAllowed(message).error_response();
+    Ok(res.into_response(answer).map_into_right_body())
 }
 
 async fn no_such_endpoint(req: HttpRequest) -> actix_web::HttpResponse {
