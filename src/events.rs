@@ -1,6 +1,6 @@
 //! What SDKs report and do, aggregated in memory and written to the store in one transaction
 //! per interval (never one per request): evaluation counts per environment, flag, variant and
-//! hour, when each flag was last evaluated, and when each SDK key was last used.
+//! hour, when each flag was last evaluated, and when each SDK key and admin token was last used.
 //!
 //! Recording is a short critical section on a mutex; [`flush`] swaps the pending totals out and
 //! writes them. A flush that fails puts its totals back, so nothing is lost but by a crash.
@@ -24,6 +24,8 @@ pub struct Events {
     pending: Mutex<Pending>,
     // Apart from the counts so that a big batch being added never delays a bundle request.
     keys_used: Mutex<HashMap<i64, i64>>,
+    /// Admin tokens used, by id → Unix ms.
+    tokens_used: Mutex<HashMap<i64, i64>>,
 }
 
 impl Default for Events {
@@ -33,6 +35,7 @@ impl Default for Events {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             pending: Mutex::default(),
             keys_used: Mutex::default(),
+            tokens_used: Mutex::default(),
         }
     }
 }
@@ -78,8 +81,10 @@ pub struct Flushed {
     pub counts: usize,
     /// Flags whose last evaluation time was updated.
     pub flags: usize,
-    /// Keys whose last use was updated.
+    /// SDK keys whose last use was updated.
     pub keys: usize,
+    /// Admin tokens whose last use was updated.
+    pub tokens: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -130,20 +135,29 @@ impl Events {
         }
     }
 
+    /// Notes that an admin token was used now (`/api/v1` calls are few: no grain needed).
+    pub fn touch_token(&self, token_id: i64) {
+        lock(&self.tokens_used).insert(token_id, store::now_ms());
+    }
+
     /// Whether anything waits for a flush.
     pub fn is_empty(&self) -> bool {
         let pending = lock(&self.pending);
-        pending.counts.is_empty() && pending.evaluated.is_empty() && lock(&self.keys_used).is_empty()
+        pending.counts.is_empty()
+            && pending.evaluated.is_empty()
+            && lock(&self.keys_used).is_empty()
+            && lock(&self.tokens_used).is_empty()
     }
 
-    fn take(&self) -> (Pending, HashMap<i64, i64>) {
+    fn take(&self) -> (Pending, Used) {
         let pending = std::mem::take(&mut *lock(&self.pending));
         let keys = std::mem::take(&mut *lock(&self.keys_used));
-        (pending, keys)
+        let tokens = std::mem::take(&mut *lock(&self.tokens_used));
+        (pending, Used { keys, tokens })
     }
 
     /// Puts back what a failed flush took.
-    fn restore(&self, taken: Pending, keys: HashMap<i64, i64>) {
+    fn restore(&self, taken: Pending, used: Used) {
         let mut pending = lock(&self.pending);
         for (key, count) in taken.counts {
             let total = pending.counts.entry(key).or_default();
@@ -154,26 +168,39 @@ impl Events {
             *last = (*last).max(at);
         }
         drop(pending);
-        let mut used = lock(&self.keys_used);
-        for (id, at) in keys {
-            let last = used.entry(id).or_insert(at);
-            *last = (*last).max(at);
+        for (taken, into) in [(used.keys, &self.keys_used), (used.tokens, &self.tokens_used)] {
+            let mut into = lock(into);
+            for (id, at) in taken {
+                let last = into.entry(id).or_insert(at);
+                *last = (*last).max(at);
+            }
         }
     }
+}
+
+/// SDK keys and admin tokens used since the last flush: id → Unix ms.
+#[derive(Debug, Clone, Default)]
+struct Used {
+    keys: HashMap<i64, i64>,
+    tokens: HashMap<i64, i64>,
 }
 
 /// Writes everything pending in one transaction. On failure the totals are kept for the next
 /// flush and the error is returned.
 pub async fn flush(state: &AppState) -> store::Result<Flushed> {
-    let (pending, keys) = state.events.take();
-    if pending.counts.is_empty() && pending.evaluated.is_empty() && keys.is_empty() {
+    let (pending, used) = state.events.take();
+    if pending.counts.is_empty()
+        && pending.evaluated.is_empty()
+        && used.keys.is_empty()
+        && used.tokens.is_empty()
+    {
         return Ok(Flushed::default());
     }
-    let taken = Arc::new((pending, keys));
+    let taken = Arc::new((pending, used));
     let rows = taken.clone();
     let result = state
         .write(move |tx| {
-            let (pending, keys) = &*rows;
+            let (pending, used) = &*rows;
             let counts: Vec<HourlyCount> = pending
                 .counts
                 .iter()
@@ -190,22 +217,25 @@ pub async fn flush(state: &AppState) -> store::Result<Flushed> {
                 .iter()
                 .map(|((env, flag), &at)| (*env, flag.to_string(), at))
                 .collect();
-            let used: Vec<(i64, i64)> = keys.iter().map(|(&id, &at)| (id, at)).collect();
+            let keys: Vec<(i64, i64)> = used.keys.iter().map(|(&id, &at)| (id, at)).collect();
+            let tokens: Vec<(i64, i64)> = used.tokens.iter().map(|(&id, &at)| (id, at)).collect();
             usage::add_counts(tx, &counts)?;
             usage::mark_evaluated(tx, &evaluated)?;
-            usage::mark_keys_used(tx, &used)?;
+            usage::mark_keys_used(tx, &keys)?;
+            usage::mark_tokens_used(tx, &tokens)?;
             let flushed = Flushed {
                 counts: counts.len(),
                 flags: evaluated.len(),
-                keys: used.len(),
+                keys: keys.len(),
+                tokens: tokens.len(),
             };
             // Usage is not configuration: no environment's revision moves.
             Ok((flushed, Changes::default()))
         })
         .await;
     if result.is_err() {
-        let (pending, keys) = Arc::try_unwrap(taken).unwrap_or_else(|shared| (*shared).clone());
-        state.events.restore(pending, keys);
+        let (pending, used) = Arc::try_unwrap(taken).unwrap_or_else(|shared| (*shared).clone());
+        state.events.restore(pending, used);
     }
     result
 }

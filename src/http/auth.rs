@@ -87,10 +87,13 @@ impl FromRequest for Admin {
                 .read(move |conn| admin_tokens::authenticate(conn, &secret))
                 .await?;
             match found {
-                Some((token_id, user)) => Ok(Admin {
-                    user,
-                    token_id: Some(token_id),
-                }),
+                Some((token_id, user)) => {
+                    state.events.touch_token(token_id);
+                    Ok(Admin {
+                        user,
+                        token_id: Some(token_id),
+                    })
+                }
                 None => Err(ApiError::Unauthorized(
                     "the admin token is unknown or revoked".into(),
                 )),

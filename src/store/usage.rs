@@ -47,6 +47,17 @@ pub fn mark_evaluated(conn: &Connection, evaluated: &[(i64, String, i64)]) -> Re
     Ok(())
 }
 
+/// Records when admin tokens were last used: `(token id, Unix ms)`.
+pub fn mark_tokens_used(conn: &Connection, used: &[(i64, i64)]) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE admin_tokens SET last_used_at = max(coalesce(last_used_at, 0), ?2) WHERE id = ?1",
+    )?;
+    for (id, at) in used {
+        stmt.execute(params![id, at])?;
+    }
+    Ok(())
+}
+
 /// Records when SDK keys were last used: `(key id, Unix ms)`.
 pub fn mark_keys_used(conn: &Connection, used: &[(i64, i64)]) -> Result<()> {
     let mut stmt = conn.prepare_cached(

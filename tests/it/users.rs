@@ -369,3 +369,43 @@ async fn a_viewer_cannot_write() {
         json!({"projects": []})
     );
 }
+
+/// A token's last use is recorded (at the next flush of usage) and shown in the list; a token
+/// never used shows none.
+#[actix_web::test]
+async fn a_tokens_last_use_is_recorded() {
+    let app = TestApp::new();
+    let viewer = app.token(Role::Viewer);
+    let created = app
+        .call(
+            "POST",
+            "/api/v1/tokens",
+            Some(&viewer),
+            Some(json!({"name": "ci"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let ci = created.body["token"].as_str().unwrap().to_owned();
+    let before = flagstaff::store::now_ms();
+    flagstaff::events::flush(&app.state).await.expect("flush");
+
+    let listed = app.call("GET", "/api/v1/tokens", Some(&viewer), None).await;
+    let last_used = |body: &Value, name: &str| {
+        body["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {body}"))["last_used_at"]
+            .clone()
+    };
+    assert_eq!(last_used(&listed.body, "ci"), Value::Null, "not used yet");
+
+    let reply = app.call("GET", "/api/v1/projects", Some(&ci), None).await;
+    assert_eq!(reply.status, 200);
+    let flushed = flagstaff::events::flush(&app.state).await.expect("flush");
+    assert!(flushed.tokens >= 1, "{flushed:?}");
+    let listed = app.call("GET", "/api/v1/tokens", Some(&viewer), None).await;
+    let at = last_used(&listed.body, "ci").as_i64().expect("a time");
+    assert!(at >= before && at <= flagstaff::store::now_ms(), "{at} {before}");
+}
