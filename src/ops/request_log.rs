@@ -11,12 +11,10 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::future::{Future, Ready, ready};
-use std::pin::Pin;
+use std::future::{Ready, ready};
 use std::rc::Rc;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -24,9 +22,9 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{Error, HttpRequest};
+use futures_util::future::LocalBoxFuture;
 use rustc_hash::FxHashMap;
 use tracing::field::Empty;
-use tracing::instrument::Instrumented;
 use tracing::{Instrument as _, Level, Span};
 
 use super::proxy;
@@ -194,7 +192,7 @@ where
 {
     type Response = ServiceResponse<B>;
     type Error = Error;
-    type Future = RequestLogFuture<S::Future>;
+    type Future = LocalBoxFuture<'static, Result<ServiceResponse<B>, Error>>;
 
     forward_ready!(service);
 
@@ -212,78 +210,33 @@ where
             Span::none()
         };
         let fut = span.in_scope(|| self.service.call(req));
-        RequestLogFuture {
-            // Entered on each poll of the handler (when there is a span), so its own events
-            // carry the request id.
-            fut: fut.instrument(span.clone()),
-            answered: Some(Answered {
-                started,
-                id,
-                route,
-                method,
-                span,
-            }),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// [`RequestLogService`]'s answer: the handler's, then counted, logged and given its
-    /// `X-Request-Id` (a future of its own rather than a boxed one: it wraps every request).
-    pub struct RequestLogFuture<F> {
-        #[pin]
-        fut: Instrumented<F>,
-        answered: Option<Answered>,
-    }
-}
-
-/// What is known of a request before it is answered.
-struct Answered {
-    started: Instant,
-    id: RequestId,
-    route: &'static RouteMetrics,
-    method: Method,
-    span: Span,
-}
-
-impl<F, B> Future for RequestLogFuture<F>
-where
-    F: Future<Output = Result<ServiceResponse<B>, Error>>,
-{
-    type Output = Result<ServiceResponse<B>, Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let outcome = std::task::ready!(this.fut.poll(cx));
-        let Answered {
-            started,
-            id,
-            route,
-            method,
-            span,
-        } = this.answered.take().expect("polled after it was ready");
-        let took = started.elapsed();
-        let status = match &outcome {
-            Ok(res) => res.status(),
-            Err(e) => e.as_response_error().status_code(),
-        };
-        route.record(&method, status, took);
-        log_answer(
-            (span, id),
-            outcome.as_ref().ok().map(ServiceResponse::request),
-            &method,
-            route.route(),
-            status,
-            took.as_secs_f64() * 1000.0,
-            || match &outcome {
-                Ok(res) => res.response().error().map(|e| e.to_string()),
-                Err(e) => Some(e.to_string()),
-            },
-        );
-        let mut res = outcome?;
-        res.headers_mut()
-            .insert(HeaderName::from_static("x-request-id"), id.header_value());
-        Poll::Ready(Ok(res))
+        Box::pin(async move {
+            // Entered on each poll of the handler (when there is a span), so its own events carry
+            // the request id.
+            let outcome = fut.instrument(span.clone()).await;
+            let took = started.elapsed();
+            let status = match &outcome {
+                Ok(res) => res.status(),
+                Err(e) => e.as_response_error().status_code(),
+            };
+            route.record(&method, status, took);
+            log_answer(
+                (span, id),
+                outcome.as_ref().ok().map(ServiceResponse::request),
+                &method,
+                route.route(),
+                status,
+                took.as_secs_f64() * 1000.0,
+                || match &outcome {
+                    Ok(res) => res.response().error().map(|e| e.to_string()),
+                    Err(e) => Some(e.to_string()),
+                },
+            );
+            let mut res = outcome?;
+            res.headers_mut()
+                .insert(HeaderName::from_static("x-request-id"), id.header_value());
+            Ok(res)
+        })
     }
 }
 
