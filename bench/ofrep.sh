@@ -16,49 +16,22 @@ PORT=${PORT:-18490}
 BARE_PORT=${BARE_PORT:-18491}
 CONNECTIONS=64
 
-if ! command -v wrk >/dev/null; then
-    echo "installing wrk (Debian package)"
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends wrk >/dev/null
-fi
+source bench/common.sh
+install_wrk
 
 cargo build --release --locked -p flagstaff --bin flagstaff
 cargo build --release --locked -p flagstaff-bench --bin ofrep-bench
 BIN=target/release
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-echo "== machine"
-grep -m1 "model name" /proc/cpuinfo | sed 's/.*: /cpu: /'
-echo "cores: $(nproc), memory: $(free -m | awk '/Mem:/ {print $2}') MiB, kernel: $(uname -r)"
-echo "$(wrk --version 2>&1 | head -1)"
-
-DATA="$WORK/data"
-printf 'bench-password-0123456789\n' |
-    $BIN/flagstaff --data-dir "$DATA" --log warn user create --email bench@example.test --role admin --password-stdin
-TOKEN=$($BIN/flagstaff --data-dir "$DATA" --log warn token create --email bench@example.test --name bench)
-
-# The server as `flagstaff serve` runs by default (log level info, one worker per core).
-$BIN/flagstaff --data-dir "$DATA" --bind "127.0.0.1:$PORT" serve 2>"$WORK/server.log" &
-PIDS+=("$!")
-for _ in $(seq 100); do
-    $BIN/flagstaff --bind "127.0.0.1:$PORT" --log error healthcheck 2>/dev/null && break
-    sleep 0.1
-done
+print_machine
+start_flagstaff "$PORT"
 
 $BIN/ofrep-bench setup --url "http://127.0.0.1:$PORT" --token "$TOKEN" --out "$WORK/ofrep"
 KEY=$(cat "$WORK/ofrep/key")
 
 $BIN/ofrep-bench bare --bind "127.0.0.1:$BARE_PORT" --dir "$WORK/ofrep" &
-PIDS+=("$!")
+BARE_PID=$!
+PIDS+=("$BARE_PID")
 sleep 0.5
 
 cat >"$WORK/post.lua" <<EOF
@@ -91,8 +64,6 @@ measure() {
     echo "$rps $p99 ${non2xx:-0} $cpu"
 }
 
-FLAGSTAFF_PID=${PIDS[0]}
-BARE_PID=${PIDS[1]}
 echo "== POST /ofrep/v1/evaluate/flags, wrk -t2 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds"
 wrk -t2 -c$CONNECTIONS -d2s -s "$WORK/post.lua" "http://127.0.0.1:$PORT/ofrep/v1/evaluate/flags" >/dev/null
 wrk -t2 -c$CONNECTIONS -d2s -s "$WORK/post.lua" "http://127.0.0.1:$BARE_PORT/ofrep/v1/evaluate/flags" >/dev/null
@@ -101,7 +72,7 @@ SUM[flagstaff]=0; SUM[bare]=0; CPU[flagstaff]=0; CPU[bare]=0
 for round in $(seq "$ROUNDS"); do
     for name in flagstaff bare; do
         case $name in
-            flagstaff) r=$(measure "$FLAGSTAFF_PID" "$PORT") ;;
+            flagstaff) r=$(measure "$SERVER_PID" "$PORT") ;;
             bare) r=$(measure "$BARE_PID" "$BARE_PORT") ;;
         esac
         read -r rps p99 non2xx cpu <<<"$r"

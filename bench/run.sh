@@ -23,12 +23,8 @@ BARE_PORT=${BARE_PORT:-18481}
 HANDLER_PORT=${HANDLER_PORT:-18482}
 CONNECTIONS=64
 
-if ! command -v wrk >/dev/null; then
-    echo "installing wrk (Debian package)"
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends wrk >/dev/null
-fi
+source bench/common.sh
+install_wrk
 # Client and server each hold one descriptor per stream.
 ulimit -n "$(ulimit -Hn)"
 if [ "$(ulimit -n)" -lt $((STREAMS + 200)) ]; then
@@ -39,33 +35,8 @@ fi
 cargo build --release --locked -p flagstaff -p flagstaff-bench
 BIN=target/release
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-echo "== machine"
-grep -m1 "model name" /proc/cpuinfo | sed 's/.*: /cpu: /'
-echo "cores: $(nproc), memory: $(free -m | awk '/Mem:/ {print $2}') MiB, kernel: $(uname -r)"
-echo "$(wrk --version 2>&1 | head -1)"
-
-DATA="$WORK/data"
-printf 'bench-password-0123456789\n' |
-    $BIN/flagstaff --data-dir "$DATA" --log warn user create --email bench@example.test --role admin --password-stdin
-TOKEN=$($BIN/flagstaff --data-dir "$DATA" --log warn token create --email bench@example.test --name bench)
-
-# The server as `flagstaff serve` runs by default (log level info, one worker per core).
-$BIN/flagstaff --data-dir "$DATA" --bind "127.0.0.1:$PORT" serve 2>"$WORK/server.log" &
-SERVER_PID=$!
-PIDS+=("$SERVER_PID")
-for _ in $(seq 100); do
-    $BIN/flagstaff --bind "127.0.0.1:$PORT" --log error healthcheck 2>/dev/null && break
-    sleep 0.1
-done
+print_machine
+start_flagstaff "$PORT"
 
 $BIN/flagstaff-bench setup --url "http://127.0.0.1:$PORT" --token "$TOKEN" --flags 100 --out "$WORK/bundle"
 KEY=$(cat "$WORK/bundle/key")
