@@ -160,31 +160,15 @@ async fn setup(args: SetupArgs) -> anyhow::Result<()> {
     // No automatic decompression: the bare handler must serve the exact gzip bytes.
     let http = reqwest::Client::builder().no_gzip().build()?;
     let url = args.url.trim_end_matches('/');
-    let resp = http
-        .post(format!("{url}/api/v1/import"))
-        .bearer_auth(&args.token)
-        .json(&document(args.flags))
-        .send()
-        .await?;
-    if !resp.status().is_success() {
-        bail!("import failed: {} {}", resp.status(), resp.text().await?);
-    }
-    let resp = http
-        .post(format!(
-            "{url}/api/v1/projects/{PROJECT}/environments/{ENVIRONMENT}/keys"
-        ))
-        .bearer_auth(&args.token)
-        .json(&json!({"kind": "server", "name": "bench"}))
-        .send()
-        .await?;
-    if !resp.status().is_success() {
-        bail!("key creation failed: {} {}", resp.status(), resp.text().await?);
-    }
-    let created: Value = resp.json().await?;
-    let key = created["key"]
-        .as_str()
-        .context("the created key's secret")?
-        .to_owned();
+    let key = flagstaff_bench::import_and_create_key(
+        &http,
+        url,
+        &args.token,
+        &document(args.flags),
+        (PROJECT, ENVIRONMENT),
+        ("server", "bench"),
+    )
+    .await?;
 
     let plain = http
         .get(format!("{url}/sdk/v1/bundle"))

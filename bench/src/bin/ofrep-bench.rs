@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use actix_web::web::{self, Bytes};
 use actix_web::{App, HttpResponse, HttpServer};
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
@@ -146,31 +146,15 @@ fn request() -> Value {
 async fn setup(args: SetupArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let url = args.url.trim_end_matches('/');
-    let resp = http
-        .post(format!("{url}/api/v1/import"))
-        .bearer_auth(&args.token)
-        .json(&document())
-        .send()
-        .await?;
-    if !resp.status().is_success() {
-        bail!("import failed: {} {}", resp.status(), resp.text().await?);
-    }
-    let resp = http
-        .post(format!(
-            "{url}/api/v1/projects/{PROJECT}/environments/{ENVIRONMENT}/keys"
-        ))
-        .bearer_auth(&args.token)
-        .json(&json!({"kind": "client", "name": "ofrep-bench"}))
-        .send()
-        .await?;
-    if !resp.status().is_success() {
-        bail!("key creation failed: {} {}", resp.status(), resp.text().await?);
-    }
-    let created: Value = resp.json().await?;
-    let key = created["key"]
-        .as_str()
-        .context("the created key's secret")?
-        .to_owned();
+    let key = flagstaff_bench::import_and_create_key(
+        &http,
+        url,
+        &args.token,
+        &document(),
+        (PROJECT, ENVIRONMENT),
+        ("client", "ofrep-bench"),
+    )
+    .await?;
     let body = serde_json::to_vec(&request())?;
     let answer = http
         .post(format!("{url}/ofrep/v1/evaluate/flags"))
