@@ -1,5 +1,6 @@
 //! The engine's specification as tests: one binary, one module per area.
 
+mod conformance;
 mod environment;
 mod operators;
 mod prerequisites;
