@@ -32,6 +32,13 @@ for dir in tests/js; do
     fi
 done
 
+# @flagstaff/node (sdk/node): the dev dependencies of its tests and benchmark (the OpenFeature
+# SDK, an OFREP provider), pinned by its package-lock.json. --ignore-scripts: its install script
+# builds the addon, which scripts/test.sh does once the server is built.
+if [ ! -d sdk/node/node_modules ] || [ sdk/node/package-lock.json -nt sdk/node/node_modules/.package-lock.json ]; then
+    (cd sdk/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi
+
 # PyPI packages of the Python OFREP client, in a venv of their own (.venv-tests), pinned by
 # tests/py/requirements.txt; rebuilt when that file changes.
 if ! cmp -s tests/py/requirements.txt .venv-tests/requirements.txt; then

@@ -8,3 +8,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --doc --locked
+
+# @flagstaff/node (sdk/node) against the real server binary built above: its native addon in the
+# debug profile (sharing the workspace's build), then node's own test runner.
+FLAGSTAFF_NODE_PROFILE=debug FLAGSTAFF_NODE_WORKSPACE_BUILD=1 node sdk/node/scripts/build-native.js
+node --test sdk/node/test/*.test.mjs
