@@ -133,11 +133,13 @@ function changedFlags(oldFlags, newFlags) {
   return changed.sort();
 }
 
-/** Each flag's definition as JSON text, by key: what `change` events compare. */
+/** A digest of each flag's definition, by key: what `change` events compare. */
 function flagTexts(bytes) {
   const texts = new Map();
   const bundle = JSON.parse(bytes.toString('utf8'));
-  for (const flag of bundle.flags || []) texts.set(flag.key, JSON.stringify(flag));
+  for (const flag of bundle.flags || []) {
+    texts.set(flag.key, crypto.createHash('sha256').update(JSON.stringify(flag)).digest('base64'));
+  }
   return texts;
 }
 

@@ -6,10 +6,19 @@
 const path = require('node:path');
 
 const triple = `${process.platform}-${process.arch}`;
-const candidates = [path.join(__dirname, `flagstaff.${triple}.node`), `@flagstaff/node-${triple}`];
+/** napi-rs's package suffix: the C library on Linux, the toolchain on Windows. */
+function abi() {
+  if (process.platform === 'win32') return '-msvc';
+  if (process.platform !== 'linux') return '';
+  const header = process.report && process.report.getReport().header;
+  return header && header.glibcVersionRuntime ? '-gnu' : '-musl';
+}
+// The package name is worked out only when no local build is there (a report takes a moment).
+const candidates = [() => path.join(__dirname, `flagstaff.${triple}.node`), () => `@flagstaff/node-${triple}${abi()}`];
 const errors = [];
 let addon = null;
-for (const candidate of candidates) {
+for (const name of candidates) {
+  const candidate = name();
   try {
     addon = require(candidate);
     break;

@@ -31,8 +31,12 @@ const scope = process.env.FLAGSTAFF_NODE_WORKSPACE_BUILD === '1' ? ['--workspace
 const args = ['build', '--manifest-path', manifest, ...scope, '--lib'];
 if (profile === 'release') args.push('--release');
 if (fs.existsSync(path.join(metadata.workspace_root, 'Cargo.lock'))) args.push('--locked');
-console.error(`@flagstaff/node: cargo ${args.join(' ')}`);
-execFileSync(cargo, args, { stdio: 'inherit' });
+// FLAGSTAFF_NODE_COPY_ONLY=1: the caller built the library already (bench/node-sdk.sh builds it
+// with the server in one cargo run); only copy it.
+if (process.env.FLAGSTAFF_NODE_COPY_ONLY !== '1') {
+  console.error(`@flagstaff/node: cargo ${args.join(' ')}`);
+  execFileSync(cargo, args, { stdio: 'inherit' });
+}
 
 const names = { linux: 'libflagstaff_node.so', darwin: 'libflagstaff_node.dylib', win32: 'flagstaff_node.dll' };
 const built = path.join(metadata.target_directory, profile, names[process.platform] || names.linux);
