@@ -1,0 +1,1 @@
+from flagstaff._native import Engine
