@@ -187,16 +187,31 @@ impl Engine {
     }
 
     /// `(value, variant, reason, error_code, rule_id, prerequisite, version)` for `key`.
-    /// Counted when a value is served.
+    /// Counted when a value is served, unless `count` is false.
+    #[pyo3(signature = (key, context, count = true))]
     fn evaluate<'py>(
         &self,
         py: Python<'py>,
         key: &str,
         context: &Bound<'py, PyAny>,
+        count: bool,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let evaluation = self.env.evaluate(key, &to_context(context));
-        self.count(key, &evaluation);
+        if count {
+            self.count(key, &evaluation);
+        }
         evaluation_tuple(py, &evaluation, false)
+    }
+
+    /// Counts one evaluation of `key` that served `variant` (after `evaluate(…, count=False)`,
+    /// once the caller accepted the value). Unknown keys and variants are ignored.
+    fn count_served(&self, key: &str, variant: &str) {
+        if let Some(position) = self.env.position(key)
+            && let Some(flag) = self.env.flags().nth(position)
+            && let Some(i) = flag.variations().position(|(v, _)| v == variant)
+        {
+            self.counters[self.first_counter[position] + i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Every flag evaluated for `context`, sorted by key, each as
