@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use flagstaff_eval::{CompiledEnvironment, Context, Evaluation, Value, parse_bundle};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 use rustc_hash::{FxHashMap, FxHasher};
 
 /// Deepest nesting of a context converted from Python; deeper parts (or a list holding itself)
@@ -312,15 +312,27 @@ fn evaluation_tuple<'py>(
     PyTuple::new(py, items)
 }
 
-/// A Python context as an engine context: a `dict` with string keys; anything else is empty.
+/// A Python context as an engine context: a `dict` (or another mapping) with string keys;
+/// anything else is empty.
 fn to_context(context: &Bound<'_, PyAny>) -> Context {
     let mut out = Context::new();
+    let mut add = |name: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>| {
+        if let (Ok(name), Some(value)) = (name.cast::<PyString>(), to_json(value, 1))
+            && let Ok(name) = name.to_cow()
+        {
+            out.insert(name.into_owned(), value);
+        }
+    };
     if let Ok(dict) = context.cast::<PyDict>() {
         for (name, value) in dict.iter() {
-            if let (Ok(name), Some(value)) = (name.cast::<PyString>(), to_json(&value, 1))
-                && let Ok(name) = name.to_cow()
-            {
-                out.insert(name.into_owned(), value);
+            add(&name, &value);
+        }
+    } else if let Ok(mapping) = context.cast::<PyMapping>()
+        && let Ok(items) = mapping.items()
+    {
+        for item in items.iter() {
+            if let Ok((name, value)) = item.extract::<(Bound<'_, PyAny>, Bound<'_, PyAny>)>() {
+                add(&name, &value);
             }
         }
     }

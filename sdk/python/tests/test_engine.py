@@ -88,6 +88,10 @@ def test_contexts_convert_from_python_values():
     assert rule({"n": 3}) == "int"
     assert rule({"n": 3.0}) == "int"
     assert rule({"beta": True}) == "bool"
+    # Any mapping, not only a dict.
+    from types import MappingProxyType
+
+    assert rule(MappingProxyType({"beta": True})) == "bool"
     # 1 is not true: bool and int stay apart.
     assert rule({"beta": 1}) is None
     # What has no JSON form is left out, never an error.
