@@ -13,3 +13,6 @@ cargo test --workspace --doc --locked
 # debug profile (sharing the workspace's build), then node's own test runner.
 FLAGSTAFF_NODE_PROFILE=debug FLAGSTAFF_NODE_WORKSPACE_BUILD=1 node sdk/node/scripts/build-native.js
 node --test sdk/node/test/*.test.mjs
+
+# The Python SDK (sdk/python) against the server binary built above.
+bash sdk/python/tests/run.sh
