@@ -1,40 +1,89 @@
 //! The audit log: who changed what, when, with the JSON before and after.
 //!
-//! Before and after are stored together, compressed ([`compress`]: DEFLATE of the two JSON texts
-//! one after the other, so the after — mostly a repeat of the before — costs a few bytes more).
+//! Before and after are stored together, compressed ([`compress`]: zstd, with a dictionary of what
+//! entries repeat, of the two JSON texts one after the other, so the after — mostly a repeat of
+//! the before — costs a few bytes more).
 //! Old entries are deleted after `--audit-retention-days` (0, the default: kept for ever) by the
 //! background task of `crate::retention`.
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 
 use rusqlite::{Connection, params};
 use serde_json::Value;
 
 use super::{Result, StoreError, now_ms};
 
-/// The stored form of a change: raw DEFLATE of `before` `\n` `after` (a side absent: empty).
+/// The stored form of a change: the byte [`FORMAT`] then the zstd frame, compressed with the
+/// raw-content dictionary [`DICTIONARY`], of `before` `\n` `after` (a side absent: empty;
+/// compact JSON has no raw newline).
 pub fn compress(before: Option<&Value>, after: Option<&Value>) -> Vec<u8> {
     let text = format!(
         "{}\n{}",
         before.map(Value::to_string).unwrap_or_default(),
         after.map(Value::to_string).unwrap_or_default()
     );
-    compress_text(&text)
+    thread_local! {
+        // Made once per thread: preparing the dictionary costs more than a small entry.
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            std::cell::RefCell::new(zstd::bulk::Compressor::with_dictionary(LEVEL, DICTIONARY.as_bytes()).ok());
+    }
+    let mut out = vec![FORMAT];
+    let compressed = COMPRESSOR.with_borrow_mut(|c| match c {
+        Some(c) => c.compress(text.as_bytes()),
+        None => Err(std::io::Error::other("no compressor")),
+    });
+    match compressed {
+        Ok(frame) => out.extend_from_slice(&frame),
+        // Compressing into memory does not fail; were it to, the text is kept as it is.
+        Err(_) => {
+            out[0] = PLAIN;
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+    out
 }
 
-fn compress_text(text: &str) -> Vec<u8> {
-    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
-    // Writing into a Vec cannot fail.
-    let _ = encoder.write_all(text.as_bytes());
-    encoder.finish().unwrap_or_default()
-}
+/// The first byte of a stored change: how the rest is stored.
+const FORMAT: u8 = 1;
+/// The rest is the text itself.
+const PLAIN: u8 = 0;
+const LEVEL: i32 = 19;
+
+/// What most audit entries repeat: JSON of flag states, flags and segments as the store writes
+/// them (keys sorted, compact). zstd uses it as a raw-content dictionary, so a small entry costs
+/// little more than what differs. **Never change it**: stored entries of [`FORMAT`] 1 need it
+/// byte for byte; a better one is a new format byte.
+const DICTIONARY: &str = concat!(
+    r#"{"key":"","name":"","included":[],"excluded":[],"rules":[{"clauses":[{"attribute":"country","op":"in","values":["DE","FR"]}]}]}"#,
+    r#"{"client_side":false,"description":"","environments":{"development":{"enabled":false,"fallthrough":{"variation":"off"},"off_variation":"off","prerequisites":[],"rules":[],"targets":[],"version":1},"production":{"enabled":true,"fallthrough":{"variation":"on"},"off_variation":"off","prerequisites":[],"rules":[],"targets":[],"version":1},"staging":{"enabled":true,"fallthrough":{"variation":"on"},"off_variation":"off","prerequisites":[],"rules":[],"targets":[],"version":1}},"key":"","kind":"flag","name":"","tags":[],"temporary":true,"type":"boolean","variations":[{"key":"on","value":true},{"key":"off","value":false}]}"#,
+    r#"{"kind":"config","type":"string","variations":[{"key":"","value":""}]}{"type":"number"}{"type":"json"}"#,
+    r#"{"enabled":false,"fallthrough":{"rollout":{"bucket_by":"targetingKey","variations":[{"variation":"on","weight":50000},{"variation":"off","weight":50000}]}},"off_variation":"off","prerequisites":[{"flag":"","variations":["on"]}],"rules":[{"clauses":[{"attribute":"email","op":"ends_with","values":["@example.com"]},{"op":"in_segment","values":["beta"]}],"id":"","serve":{"variation":"on"}}],"targets":[{"values":["user-1","user-2"],"variation":"on"}],"version":2}"#,
+    r#""op":"not_in""op":"starts_with""op":"contains""op":"matches""op":"semver_gte""op":"semver_lt""op":"gt""op":"lt""op":"before""op":"after","negate":true"#,
+    r#"{"enabled":true,"fallthrough":{"variation":"on"},"off_variation":"off","prerequisites":[],"rules":[],"targets":[],"version":1}"#,
+    "\n",
+    r#"{"enabled":false,"fallthrough":{"variation":"off"},"off_variation":"off","prerequisites":[],"rules":[],"targets":[],"version":2}"#,
+);
 
 /// Reads back what [`compress`] stored.
 pub fn decompress(change: &[u8]) -> Result<(Option<Value>, Option<Value>)> {
-    let mut text = String::new();
-    flate2::read::DeflateDecoder::new(change)
-        .read_to_string(&mut text)
-        .map_err(|e| StoreError::io("an audit entry's stored change is unreadable", e))?;
+    let unreadable = |e: std::io::Error| StoreError::io("an audit entry's stored change is unreadable", e);
+    let text = match change.split_first() {
+        Some((&FORMAT, frame)) => {
+            let mut text = String::new();
+            zstd::stream::read::Decoder::with_dictionary(frame, DICTIONARY.as_bytes())
+                .and_then(|mut d| d.read_to_string(&mut text))
+                .map_err(unreadable)?;
+            text
+        }
+        Some((&PLAIN, text)) => String::from_utf8(text.to_vec())
+            .map_err(|e| unreadable(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?,
+        _ => {
+            return Err(unreadable(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "unknown format",
+            )));
+        }
+    };
     let (before, after) = text.split_once('\n').unwrap_or((text.as_str(), ""));
     let side = |s: &str| -> Result<Option<Value>> {
         if s.is_empty() {

@@ -255,6 +255,11 @@ impl Store {
         }
         operational::attach_read_only(&writer, &operational_path)?;
         migrations().to_latest(&mut writer)?;
+        if before == SCHEMA_BEFORE_OPERATIONAL_SPLIT {
+            // The operational tables just left: give their pages back before the publication
+            // below, which copies the whole file.
+            writer.execute_batch("VACUUM main")?;
+        }
         let store = Store {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
