@@ -71,6 +71,16 @@ pub struct ServeArgs {
     #[arg(long, env = "FLAGSTAFF_EVENTS_FLUSH_SECS", default_value_t = DEFAULT_EVENTS_FLUSH_SECS,
           value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     pub events_flush_secs: u64,
+    /// Days the audit log keeps an entry; older ones are deleted in the background (and
+    /// `flagstaff.db` shrinks). 0 (the default) keeps every entry.
+    #[arg(long, env = "FLAGSTAFF_AUDIT_RETENTION_DAYS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=36_500), global = true)]
+    pub audit_retention_days: u64,
+    /// Days of evaluation counts kept for insights (hourly for the last 7 days, then per day);
+    /// older ones are deleted in the background. 0 keeps them for ever.
+    #[arg(long, env = "FLAGSTAFF_INSIGHTS_RETENTION_DAYS", default_value_t = DEFAULT_INSIGHTS_RETENTION_DAYS,
+          value_parser = clap::value_parser!(u64).range(0..=36_500), global = true)]
+    pub insights_retention_days: u64,
     /// `max-age` of `GET /sdk/v1/bundle` in seconds. 0 (the default) makes every cache
     /// revalidate; raise it only with a CDN in front that may serve a bundle that old.
     #[arg(long, env = "FLAGSTAFF_BUNDLE_MAX_AGE", default_value_t = 0, global = true)]
@@ -208,6 +218,8 @@ impl Default for FrontendArgs {
 pub const DEFAULT_STREAM_KEEPALIVE_SECS: u64 = 15;
 /// Default of `--events-flush-secs`.
 pub const DEFAULT_EVENTS_FLUSH_SECS: u64 = 10;
+/// Default of `--insights-retention-days`.
+pub const DEFAULT_INSIGHTS_RETENTION_DAYS: u64 = 90;
 
 impl ServeArgs {
     /// Defaults (no option given, no variable set) with the given address.
@@ -219,6 +231,8 @@ impl ServeArgs {
             admin_password_file: None,
             stream_keepalive_secs: DEFAULT_STREAM_KEEPALIVE_SECS,
             events_flush_secs: DEFAULT_EVENTS_FLUSH_SECS,
+            audit_retention_days: 0,
+            insights_retention_days: DEFAULT_INSIGHTS_RETENTION_DAYS,
             bundle_max_age: 0,
             frontend: FrontendArgs::default(),
             admin: AdminArgs::default(),

@@ -1,5 +1,5 @@
-//! What SDKs report and do, aggregated in memory and written to the store in one transaction
-//! per interval (never one per request): evaluation counts per environment, flag, variant and
+//! What SDKs report and do, aggregated in memory and written to the operational database
+//! (never published: `store::operational`) in one transaction per interval (never one per request): evaluation counts per environment, flag, variant and
 //! hour, when each flag was last evaluated, and when each SDK key and admin token was last used.
 //!
 //! Recording is a short critical section on a mutex; [`flush`] swaps the pending totals out and
@@ -14,8 +14,8 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 
 use crate::AppState;
+use crate::store;
 use crate::store::usage::{self, HourlyCount};
-use crate::store::{self, Changes};
 
 /// Pending evaluation counts and key uses, waiting for the next flush. One per application.
 pub struct Events {
@@ -199,7 +199,8 @@ pub async fn flush(state: &AppState) -> store::Result<Flushed> {
     let taken = Arc::new((pending, used));
     let rows = taken.clone();
     let result = state
-        .write(move |tx| {
+        .store
+        .operational(move |tx| {
             let (pending, used) = &*rows;
             let counts: Vec<HourlyCount> = pending
                 .counts
@@ -229,8 +230,9 @@ pub async fn flush(state: &AppState) -> store::Result<Flushed> {
                 keys: keys.len(),
                 tokens: tokens.len(),
             };
-            // Usage is not configuration: no environment's revision moves.
-            Ok((flushed, Changes::default()))
+            // Usage is not configuration: it goes to the operational database, and
+            // flagstaff.db is not published.
+            Ok(flushed)
         })
         .await;
     if result.is_err() {

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod metrics;
 pub mod ops;
 pub mod password;
+pub mod retention;
 pub mod server;
 pub mod snapshot;
 pub mod state;

@@ -204,8 +204,10 @@ pub struct Metrics {
     evaluations: [Counter; 2],
     /// Write transactions, from `BEGIN IMMEDIATE` to the commit (publication included).
     pub database_writes: Histogram,
-    /// Writing and renaming the published `flagstaff.db` (part of each write).
+    /// Writing and renaming the published `flagstaff.db` (once per group of writes).
     pub database_publications: Histogram,
+    /// Writes committed (several share a publication: group commit, `store::Store::write`).
+    pub database_changes: AtomicU64,
     /// Rebuilding the snapshots a write touched (or all of them at start).
     pub snapshot_rebuilds: Histogram,
     started: std::time::SystemTime,
@@ -216,6 +218,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     evaluations: [Counter::new(), Counter::new()],
     database_writes: Histogram::new(WORK_BUCKETS),
     database_publications: Histogram::new(WORK_BUCKETS),
+    database_changes: AtomicU64::new(0),
     snapshot_rebuilds: Histogram::new(WORK_BUCKETS),
     started: std::time::SystemTime::now(),
 });
@@ -420,6 +423,18 @@ impl Metrics {
         );
         self.database_publications
             .render(&mut out, "flagstaff_database_publish_seconds", "");
+        header(
+            &mut out,
+            "flagstaff_database_changes_total",
+            "counter",
+            "Writes committed; writes that arrive together share one publication (its count is \
+             flagstaff_database_publish_seconds_count).",
+        );
+        let _ = writeln!(
+            out,
+            "flagstaff_database_changes_total {}",
+            self.database_changes.load(Ordering::Relaxed)
+        );
 
         header(
             &mut out,

@@ -48,6 +48,7 @@ pub async fn serve(
     let addr = listener.local_addr().context("the listener has no address")?;
     let flusher = events::spawn_flusher(state.clone());
     let watcher = actix_web::rt::spawn(follow_other_processes(state.clone()));
+    let upkeep = crate::retention::spawn(state.clone());
     let app_state = state.clone();
     let server = actix_web::HttpServer::new(move || build_app(app_state.clone()))
         // Signals are handled below, so that streams end before the server waits for them.
@@ -88,6 +89,7 @@ pub async fn serve(
     forced.abort();
     let served = running.await.context("the server task failed")?;
     watcher.abort();
+    upkeep.abort();
     flusher.shutdown().await;
     let store = state.store.clone();
     crate::store::run_blocking(move || {

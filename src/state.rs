@@ -24,6 +24,9 @@ pub struct AppState {
     /// The writer's `PRAGMA data_version` when this process last caught up: it changes only
     /// when another process (the command line) commits to the database.
     seen_data_version: Arc<AtomicI64>,
+    /// The last group commit whose changes the snapshots follow (every write of a group hands
+    /// its hook the group's combined changes: the first hook does the work for all).
+    refreshed_group: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl AppState {
@@ -42,6 +45,7 @@ impl AppState {
             settings: Arc::new(settings),
             events: Arc::default(),
             seen_data_version: Arc::new(AtomicI64::new(data_version)),
+            refreshed_group: Arc::default(),
         })
     }
 
@@ -95,12 +99,19 @@ impl AppState {
     }
 
     /// [`AppState::write`] for callers already off the async threads.
-    pub fn write_blocking<T>(&self, f: impl FnOnce(&Transaction) -> Result<(T, Changes)>) -> Result<T> {
+    pub fn write_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction) -> Result<(T, Changes)> + Send + 'static,
+    ) -> Result<T> {
+        let state = self.clone();
         self.store
-            .write_blocking(f, |conn, changes| self.after_commit(conn, changes))
+            .write_blocking(f, move |conn, changes| state.after_commit(conn, changes))
     }
 
     fn after_commit(&self, conn: &Connection, changes: &Changes) {
+        if changes.group != 0 && self.refreshed_group.swap(changes.group, Ordering::SeqCst) == changes.group {
+            return;
+        }
         self.refresh(conn, changes, |_| true);
     }
 

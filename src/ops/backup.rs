@@ -129,7 +129,7 @@ pub fn check(path: &Path) -> Result<(), StoreError> {
     if verdict == "ok" {
         Ok(())
     } else {
-        Err(StoreError::Task(format!(
+        Err(StoreError::Unusable(format!(
             "the backup {} fails SQLite's check: {verdict}",
             path.display()
         )))
@@ -137,7 +137,7 @@ pub fn check(path: &Path) -> Result<(), StoreError> {
 }
 
 fn io_error(what: String, e: std::io::Error) -> StoreError {
-    StoreError::Task(format!("{what}: {e}"))
+    StoreError::io(what, e)
 }
 
 #[cfg(test)]

@@ -63,7 +63,8 @@ fn info_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {
 /// A user's tokens, newest first.
 pub fn list(conn: &Connection, user_id: i64) -> Result<Vec<TokenInfo>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM admin_tokens
+        "SELECT id, name, prefix, created_at, (SELECT at FROM token_last_used
+           WHERE token_id = admin_tokens.id AND at >= admin_tokens.created_at), revoked_at FROM admin_tokens
          WHERE user_id = ?1 ORDER BY id DESC",
     )?;
     let tokens = stmt
@@ -75,7 +76,8 @@ pub fn list(conn: &Connection, user_id: i64) -> Result<Vec<TokenInfo>> {
 /// One of a user's tokens.
 pub fn info(conn: &Connection, user_id: i64, id: i64) -> Result<Option<TokenInfo>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM admin_tokens
+        "SELECT id, name, prefix, created_at, (SELECT at FROM token_last_used
+           WHERE token_id = admin_tokens.id AND at >= admin_tokens.created_at), revoked_at FROM admin_tokens
          WHERE user_id = ?1 AND id = ?2",
     )?;
     Ok(stmt.query_row(params![user_id, id], info_from_row).optional()?)

@@ -112,7 +112,8 @@ pub fn revoke(conn: &Connection, environment_id: i64, id: i64) -> Result<bool> {
 /// The keys of an environment (revoked ones too), newest first.
 pub fn list(conn: &Connection, environment_id: i64) -> Result<Vec<KeyInfo>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, kind, name, prefix, created_at, last_used_at, revoked_at FROM api_keys
+        "SELECT id, kind, name, prefix, created_at, (SELECT at FROM key_last_used
+           WHERE key_id = api_keys.id AND at >= api_keys.created_at), revoked_at FROM api_keys
          WHERE environment_id = ?1 ORDER BY id DESC",
     )?;
     let mut rows = stmt.query([environment_id])?;

@@ -1,9 +1,146 @@
 //! The audit log: who changed what, when, with the JSON before and after.
+//!
+//! Before and after are stored together, compressed ([`compress`]: zstd, with a dictionary of what
+//! entries repeat, of the two JSON texts one after the other, so the after — mostly a repeat of
+//! the before — costs a few bytes more).
+//! Old entries are deleted after `--audit-retention-days` (0, the default: kept for ever) by the
+//! background task of `crate::retention`.
+
+use std::io::Read as _;
 
 use rusqlite::{Connection, params};
 use serde_json::Value;
 
-use super::{Result, now_ms};
+use super::{Result, StoreError, now_ms};
+
+/// The stored form of a change: the byte [`FORMAT`] then the zstd frame, compressed with the
+/// raw-content dictionary [`DICTIONARY`], of `before` `\n` `after` (a side absent: empty;
+/// compact JSON has no raw newline).
+pub fn compress(before: Option<&Value>, after: Option<&Value>) -> Vec<u8> {
+    let text = format!(
+        "{}\n{}",
+        before.map(Value::to_string).unwrap_or_default(),
+        after.map(Value::to_string).unwrap_or_default()
+    );
+    thread_local! {
+        // Made once per thread: preparing the dictionary costs more than a small entry.
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            std::cell::RefCell::new(zstd::bulk::Compressor::with_dictionary(LEVEL, DICTIONARY.as_bytes()).ok());
+    }
+    let mut out = vec![FORMAT];
+    let compressed = COMPRESSOR.with_borrow_mut(|c| match c {
+        Some(c) => c.compress(text.as_bytes()),
+        None => Err(std::io::Error::other("no compressor")),
+    });
+    match compressed {
+        Ok(frame) => out.extend_from_slice(&frame),
+        // Compressing into memory does not fail; were it to, the text is kept as it is.
+        Err(_) => {
+            out[0] = PLAIN;
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+    out
+}
+
+/// The first byte of a stored change: how the rest is stored.
+const FORMAT: u8 = 1;
+/// The rest is the text itself.
+const PLAIN: u8 = 0;
+const LEVEL: i32 = 19;
+
+/// What most audit entries repeat: JSON of flag states, flags and segments as the store writes
+/// them (keys sorted, compact). zstd uses it as a raw-content dictionary, so a small entry costs
+/// little more than what differs. **Never change it**: stored entries of [`FORMAT`] 1 need it
+/// byte for byte; a better one is a new format byte.
+const DICTIONARY: &str = concat!(
+    r#"{"key":"","name":"","included":[],"excluded":[],"rules":[{"clauses":[{"attribute":"country","op":"in","values":["DE","FR"]}]}]}"#,
+    r#"{"client_side":false,"description":"","environments":{"development":{"enabled":false,"fallthrough":{"variation":"off"},"off_variation":"off","prerequisites":[],"rules":[],"targets":[],"version":1},"production":{"enabled":true,"fallthrough":{"variation":"on"},"off_variation":"off","prerequisites":[],"rules":[],"targets":[],"version":1},"staging":{"enabled":true,"fallthrough":{"variation":"on"},"off_variation":"off","prerequisites":[],"rules":[],"targets":[],"version":1}},"key":"","kind":"flag","name":"","tags":[],"temporary":true,"type":"boolean","variations":[{"key":"on","value":true},{"key":"off","value":false}]}"#,
+    r#"{"kind":"config","type":"string","variations":[{"key":"","value":""}]}{"type":"number"}{"type":"json"}"#,
+    r#"{"enabled":false,"fallthrough":{"rollout":{"bucket_by":"targetingKey","variations":[{"variation":"on","weight":50000},{"variation":"off","weight":50000}]}},"off_variation":"off","prerequisites":[{"flag":"","variations":["on"]}],"rules":[{"clauses":[{"attribute":"email","op":"ends_with","values":["@example.com"]},{"op":"in_segment","values":["beta"]}],"id":"","serve":{"variation":"on"}}],"targets":[{"values":["user-1","user-2"],"variation":"on"}],"version":2}"#,
+    r#""op":"not_in""op":"starts_with""op":"contains""op":"matches""op":"semver_gte""op":"semver_lt""op":"gt""op":"lt""op":"before""op":"after","negate":true"#,
+    r#"{"enabled":true,"fallthrough":{"variation":"on"},"off_variation":"off","prerequisites":[],"rules":[],"targets":[],"version":1}"#,
+    "\n",
+    r#"{"enabled":false,"fallthrough":{"variation":"off"},"off_variation":"off","prerequisites":[],"rules":[],"targets":[],"version":2}"#,
+);
+
+/// Reads back what [`compress`] stored.
+pub fn decompress(change: &[u8]) -> Result<(Option<Value>, Option<Value>)> {
+    let unreadable = |e: std::io::Error| StoreError::io("an audit entry's stored change is unreadable", e);
+    let text = match change.split_first() {
+        Some((&FORMAT, frame)) => {
+            let mut text = String::new();
+            zstd::stream::read::Decoder::with_dictionary(frame, DICTIONARY.as_bytes())
+                .and_then(|mut d| d.read_to_string(&mut text))
+                .map_err(unreadable)?;
+            text
+        }
+        Some((&PLAIN, text)) => String::from_utf8(text.to_vec())
+            .map_err(|e| unreadable(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?,
+        _ => {
+            return Err(unreadable(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "unknown format",
+            )));
+        }
+    };
+    let (before, after) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+    let side = |s: &str| -> Result<Option<Value>> {
+        if s.is_empty() {
+            Ok(None)
+        } else {
+            Ok(Some(serde_json::from_str(s)?))
+        }
+    };
+    Ok((side(before)?, side(after)?))
+}
+
+/// Compacts up to `limit` entries written before compression (text `before`/`after`); returns
+/// how many. Call in a write transaction.
+pub fn compact_old_entries(conn: &Connection, limit: u32) -> Result<usize> {
+    let rows: Vec<(i64, Option<String>, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT id, before, after FROM audit_log
+             WHERE change IS NULL AND (before IS NOT NULL OR after IS NOT NULL) LIMIT ?1",
+        )?
+        .query_map([limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut update =
+        conn.prepare_cached("UPDATE audit_log SET change = ?2, before = NULL, after = NULL WHERE id = ?1")?;
+    for (id, before, after) in &rows {
+        // Re-serialised compactly, as new entries are (and so never holding a raw newline).
+        let parse = |s: &Option<String>| -> Result<Option<Value>> {
+            Ok(s.as_deref().map(serde_json::from_str).transpose()?)
+        };
+        let change = compress(parse(before)?.as_ref(), parse(after)?.as_ref());
+        update.execute(params![id, change])?;
+    }
+    Ok(rows.len())
+}
+
+/// Deletes the entries older than `before` (Unix ms); returns how many.
+pub fn prune(conn: &Connection, before: i64) -> Result<usize> {
+    Ok(conn
+        .prepare_cached("DELETE FROM audit_log WHERE at < ?1")?
+        .execute([before])?)
+}
+
+/// Whether any entry is older than `before`, or any is still uncompressed (so the retention task
+/// writes — and publishes — only when it has something to do).
+pub fn needs_upkeep(conn: &Connection, before: Option<i64>) -> Result<bool> {
+    let old = match before {
+        Some(before) => conn
+            .prepare_cached("SELECT 1 FROM audit_log WHERE at < ?1 LIMIT 1")?
+            .exists([before])?,
+        None => false,
+    };
+    Ok(old
+        || conn
+            .prepare_cached(
+                "SELECT 1 FROM audit_log WHERE change IS NULL AND (before IS NOT NULL OR after IS NOT NULL) LIMIT 1",
+            )?
+            .exists([])?)
+}
 
 /// Who made a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,8 +186,8 @@ pub fn record(
     after: Option<&Value>,
 ) -> Result<i64> {
     conn.prepare_cached(
-        "INSERT INTO audit_log (at, actor_user_id, actor, action, project_key, environment_key, entity_kind, entity_key, before, after)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO audit_log (at, actor_user_id, actor, action, project_key, environment_key, entity_kind, entity_key, change)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         now_ms(),
@@ -61,8 +198,7 @@ pub fn record(
         entity.environment,
         entity.kind,
         entity.key,
-        before.map(Value::to_string),
-        after.map(Value::to_string),
+        compress(before, after),
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -96,7 +232,7 @@ pub struct AuditQuery<'a> {
     pub limit: u32,
 }
 
-const ENTRY_COLUMNS: &str = "id, at, actor, actor_user_id, action, project_key, environment_key, entity_kind, entity_key, before, after";
+const ENTRY_COLUMNS: &str = "id, at, actor, actor_user_id, action, project_key, environment_key, entity_kind, entity_key, before, after, change";
 
 /// Rows of the audit log, newest first.
 pub fn list(conn: &Connection, query: &AuditQuery<'_>) -> Result<Vec<AuditEntry>> {
@@ -144,8 +280,18 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<AuditEntry>> {
 }
 
 fn entry_from_row(r: &rusqlite::Row<'_>) -> Result<AuditEntry> {
-    let before: Option<String> = r.get(9)?;
-    let after: Option<String> = r.get(10)?;
+    let change: Option<Vec<u8>> = r.get(11)?;
+    let (before, after) = match change {
+        Some(change) => decompress(&change)?,
+        None => {
+            let before: Option<String> = r.get(9)?;
+            let after: Option<String> = r.get(10)?;
+            (
+                before.map(|s| serde_json::from_str(&s)).transpose()?,
+                after.map(|s| serde_json::from_str(&s)).transpose()?,
+            )
+        }
+    };
     Ok(AuditEntry {
         id: r.get(0)?,
         at: rfc3339(r.get(1)?),
@@ -156,8 +302,8 @@ fn entry_from_row(r: &rusqlite::Row<'_>) -> Result<AuditEntry> {
         environment: r.get(6)?,
         entity_kind: r.get(7)?,
         entity_key: r.get(8)?,
-        before: before.map(|s| serde_json::from_str(&s)).transpose()?,
-        after: after.map(|s| serde_json::from_str(&s)).transpose()?,
+        before,
+        after,
     })
 }
 
@@ -170,4 +316,31 @@ fn rfc3339(ms: i64) -> String {
         .ok()
         .and_then(|t| t.format(&format).ok())
         .unwrap_or_else(|| ms.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_reads_back_as_written_and_costs_less_than_its_text() {
+        let before = serde_json::json!({"enabled": true, "targets": [{"variation": "on",
+            "values": ["a,b", "\"quoted\"", "tab\there", "new\nline", "<script>", "é"]}], "version": 4});
+        let mut after = before.clone();
+        after["enabled"] = Value::Bool(false);
+        after["version"] = 5.into();
+        for (b, a) in [
+            (Some(&before), Some(&after)),
+            (None, Some(&after)),
+            (Some(&before), None),
+            (None, None),
+            (Some(&Value::Null), Some(&Value::String(String::new()))),
+        ] {
+            let stored = compress(b, a);
+            assert_eq!(decompress(&stored).unwrap(), (b.cloned(), a.cloned()));
+        }
+        let text = before.to_string().len() + after.to_string().len();
+        let stored = compress(Some(&before), Some(&after)).len();
+        assert!(stored * 2 < text, "{stored} bytes for {text} of text");
+    }
 }

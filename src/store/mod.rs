@@ -8,6 +8,11 @@
 //! and then — still holding the writer — runs the caller's
 //! `after_commit` hook, which is where snapshots are rebuilt. Holding the writer across the hook
 //! makes snapshot swaps happen in commit order.
+//!
+//! Operational data (counts, last uses, sessions, failed sign-ins) lives in a second database
+//! that is never published ([`operational`]): [`Store::operational`] writes it on its own writer
+//! connection, without touching `flagstaff.db`; every live connection has it attached read-only,
+//! so [`Store::read`] sees both.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -15,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use include_dir::{Dir, include_dir};
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _, Transaction, TransactionBehavior};
 use rusqlite_migration::Migrations;
 
 pub mod admin_tokens;
@@ -23,8 +28,10 @@ pub mod api_keys;
 pub mod audit;
 pub mod environments;
 pub mod flags;
+mod group;
 pub mod import;
 pub mod insights;
+pub mod operational;
 pub mod projects;
 pub mod published;
 pub mod segments;
@@ -32,6 +39,10 @@ pub mod served;
 pub mod sessions;
 pub mod usage;
 pub mod users;
+
+/// The published schema's version before `0003-operational-split`: a data dir of that version has
+/// its operational rows copied into the operational database before the migration drops them.
+const SCHEMA_BEFORE_OPERATIONAL_SPLIT: i64 = 2;
 
 static MIGRATIONS_DIR: Dir = include_dir!("$CARGO_MANIFEST_DIR/migrations");
 
@@ -67,8 +78,16 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] rusqlite_migration::Error),
-    #[error("database task failed: {0}")]
-    Task(String),
+    /// A file operation failed; `context` says which and why it was needed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The data dir cannot be used as it is (the message says what to do).
+    #[error("{0}")]
+    Unusable(String),
 }
 
 impl StoreError {
@@ -78,6 +97,12 @@ impl StoreError {
     pub fn conflict(message: impl Into<String>) -> Self {
         StoreError::Conflict {
             message: message.into(),
+        }
+    }
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            context: context.into(),
+            source,
         }
     }
     pub fn bad_request(message: impl Into<String>, path: Option<&str>) -> Self {
@@ -99,6 +124,8 @@ pub struct Changes {
     pub removed_environments: BTreeSet<i64>,
     /// API keys were created or revoked.
     pub api_keys: bool,
+    /// The group commit that committed it (see [`Store::write`]); 0 outside a group.
+    pub group: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -140,6 +167,17 @@ impl Changes {
         Ok(())
     }
 
+    /// Adds what `other` changed.
+    pub fn merge(&mut self, other: Changes) {
+        for (id, change) in other.environments {
+            let into = self.environments.entry(id).or_default();
+            into.flags.extend(change.flags);
+            into.full |= change.full;
+        }
+        self.removed_environments.extend(other.removed_environments);
+        self.api_keys |= other.api_keys;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.environments.is_empty() && self.removed_environments.is_empty() && !self.api_keys
     }
@@ -163,7 +201,16 @@ pub struct Store {
 struct Inner {
     path: PathBuf,
     files: published::Files,
+    /// `<data dir>/work/flagstaff.operational.db`.
+    operational: PathBuf,
     writer: Mutex<Connection>,
+    /// The operational database's one writer (taken after `writer` when both are needed).
+    ops_writer: Mutex<Connection>,
+    /// Writes waiting for the next group commit (see [`Store::write`]).
+    queue: Mutex<Vec<Box<dyn group::Job>>>,
+    /// Publications made for writes by this handle, and the number of the last group.
+    publications: std::sync::atomic::AtomicU64,
+    groups: std::sync::atomic::AtomicU64,
     readers: Mutex<Vec<Connection>>,
     // Declared last so it is released after the connections are closed: the next opener may
     // then rebuild the live database (see `published`).
@@ -176,7 +223,7 @@ impl Store {
     /// Opens (creating if needed) `<data_dir>/flagstaff.db` and applies pending migrations.
     pub fn open(data_dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(data_dir)
-            .map_err(|e| StoreError::Task(format!("cannot create data dir {}: {e}", data_dir.display())))?;
+            .map_err(|e| StoreError::io(format!("cannot create data dir {}", data_dir.display()), e))?;
         Self::open_file(&database_path(data_dir))
     }
 
@@ -186,7 +233,8 @@ impl Store {
     /// rebuilt from `path` when no other process has the database open (see [`published`]).
     pub fn open_file(path: &Path) -> Result<Store> {
         let files = published::Files::new(path);
-        let (opening, presence) = published::attach(&files)?;
+        let operational_path = operational::path_beside(&files.live);
+        let (opening, presence, first) = published::attach(&files)?;
         let mut writer = Connection::open(&files.live)?;
         configure(&writer)?;
         // After a crash of the machine the live database is rebuilt from the published file,
@@ -195,22 +243,48 @@ impl Store {
         writer.pragma_update(None, "journal_mode", "WAL")?;
         let schema = |c: &Connection| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
         let before = schema(&writer)?;
-        migrations().to_latest(&mut writer)?;
-        if schema(&writer)? != before || !published::is_current(&files) {
-            let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            published::publish(&tx, &files)?;
-            tx.commit()?;
+        if first {
+            operational::forget_if_foreign(
+                &operational_path,
+                operational::publication_of(&writer, "main")?.as_ref(),
+            )?;
         }
-        drop(opening);
-        Ok(Store {
+        let ops_writer = operational::open(&operational_path)?;
+        if before == SCHEMA_BEFORE_OPERATIONAL_SPLIT {
+            operational::copy_from_published(&ops_writer, &files.live)?;
+        }
+        operational::attach_read_only(&writer, &operational_path)?;
+        migrations().to_latest(&mut writer)?;
+        if before == SCHEMA_BEFORE_OPERATIONAL_SPLIT {
+            // The operational tables just left: give their pages back before the publication
+            // below, which copies the whole file.
+            writer.execute_batch("VACUUM main")?;
+        }
+        let store = Store {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 files,
+                operational: operational_path,
                 writer: Mutex::new(writer),
+                ops_writer: Mutex::new(ops_writer),
+                queue: Mutex::default(),
+                publications: Default::default(),
+                groups: Default::default(),
                 readers: Mutex::new(Vec::new()),
                 _presence: presence,
             }),
-        })
+        };
+        {
+            let mut writer = store.writer();
+            if schema(&writer)? != before || !published::is_current(&store.inner.files) {
+                let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let publication = store.publish(&tx)?;
+                tx.commit()?;
+                store.note_publication(publication.as_ref());
+            }
+        }
+        drop(opening);
+        Ok(store)
     }
 
     /// The live database this process works on (in `work/`; scratch, never a backup).
@@ -226,8 +300,16 @@ impl Store {
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the writer, off the async threads.
     ///
     /// The revisions of every environment in the returned [`Changes`] are bumped in the same
-    /// transaction. After the commit and checkpoint, `after_commit` runs with the writer still
-    /// held; it must not fail the write (the data is committed), so it returns nothing.
+    /// transaction. After the commit and the publication, `after_commit` runs with the writer
+    /// still held; it must not fail the write (the data is committed), so it returns nothing.
+    ///
+    /// Group commit: writes that arrive while a publication is in progress wait for it, then
+    /// share the next one — one transaction, each write in its own savepoint (a write that fails
+    /// is rolled back alone and answered with its error), one publication, one commit. Each is
+    /// acknowledged only after a publication that contains it; a failed publication fails every
+    /// write of its group. The hooks then run in commit order, each with the combined
+    /// [`Changes`] of the group (whose [`Changes::group`] tells one group from the next): the
+    /// database they read holds the whole group, so a snapshot is never rebuilt with half of it.
     pub async fn write<T, F, A>(&self, f: F, after_commit: A) -> Result<T>
     where
         T: Send + 'static,
@@ -241,27 +323,185 @@ impl Store {
     /// [`Store::write`] for callers already off the async threads (the command line, tests).
     pub fn write_blocking<T, F, A>(&self, f: F, after_commit: A) -> Result<T>
     where
-        F: FnOnce(&Transaction) -> Result<(T, Changes)>,
-        A: FnOnce(&Connection, &Changes),
+        T: Send + 'static,
+        F: FnOnce(&Transaction) -> Result<(T, Changes)> + Send + 'static,
+        A: FnOnce(&Connection, &Changes) + Send + 'static,
     {
-        let mut conn = self.writer();
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        lock(&self.inner.queue).push(Box::new(group::Pending::new(f, after_commit, reply)));
+        {
+            // Whoever holds the writer next takes every write queued by then, this one included
+            // (unless an earlier holder already took it and answered).
+            let mut conn = self.writer();
+            let queued = std::mem::take(&mut *lock(&self.inner.queue));
+            if !queued.is_empty() {
+                self.commit_group(&mut conn, queued);
+            }
+        }
+        match answer.recv() {
+            Ok(group::Outcome::Done(out)) => out,
+            Ok(group::Outcome::Panicked(payload)) => std::panic::resume_unwind(payload),
+            Err(_) => Err(StoreError::Unusable(
+                "the write was dropped without an answer".into(),
+            )),
+        }
+    }
+
+    /// Commits a group of queued writes in one transaction and one publication.
+    fn commit_group(&self, conn: &mut Connection, queued: Vec<Box<dyn group::Job>>) {
         let started = std::time::Instant::now();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (out, changes) = f(&tx)?;
-        bump_revisions(&tx, &changes)?;
+        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => return group::fail_all(queued, StoreError::from(e)),
+        };
+        let changes_before = tx.total_changes();
+        let mut kept: Vec<Box<dyn group::Job>> = Vec::with_capacity(queued.len());
+        let mut all = Changes::default();
+        for job in queued {
+            if let Some((job, changes)) = group::run_in_savepoint(&tx, job) {
+                all.merge(changes);
+                kept.push(job);
+            }
+        }
+        if kept.is_empty() {
+            return; // every write failed and was answered; the transaction rolls back
+        }
+        // A group that changed no row (a write that found nothing to do) needs no publication:
+        // the last one holds what it read.
+        let unchanged = tx.total_changes() == changes_before;
         // Still holding the write lock, so publications follow commit order; a failed one rolls
-        // the write back.
+        // the whole group back.
+        let published = if unchanged {
+            tx.commit().map(|()| None).map_err(StoreError::from)
+        } else {
+            self.publish(&tx)
+                .and_then(|publication| Ok(tx.commit().map(|()| publication)?))
+        };
+        let publication = match published {
+            Ok(publication) => publication,
+            Err(e) => return group::fail_all(kept, e),
+        };
+        let metrics = crate::metrics::metrics();
+        metrics.database_writes.observe(started.elapsed());
+        metrics
+            .database_changes
+            .fetch_add(kept.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if !unchanged {
+            self.inner
+                .publications
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.note_publication(publication.as_ref());
+        self.forget_removed_environments(&all);
+        all.group = self
+            .inner
+            .groups
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        for job in kept {
+            job.committed(conn, &all);
+        }
+    }
+
+    /// How many times this handle published `flagstaff.db` for writes (not counting the start).
+    pub fn publications(&self) -> u64 {
+        self.inner.publications.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many writes wait for the writer (for tests of group commit).
+    pub fn queued_writes(&self) -> usize {
+        lock(&self.inner.queue).len()
+    }
+
+    /// Publishes the database as `tx` sees it (counting the publication in it); see
+    /// [`published::publish`]. Returns the publication to note after the commit.
+    fn publish(&self, tx: &Connection) -> Result<Option<operational::Publication>> {
         let publishing = std::time::Instant::now();
-        published::publish(&tx, &self.inner.files)?;
+        let publication = tx
+            .prepare_cached("UPDATE publication SET seq = seq + 1 WHERE id = 1 RETURNING instance, seq")?
+            .query_row([], |r| {
+                Ok(operational::Publication {
+                    instance: r.get(0)?,
+                    seq: r.get(1)?,
+                })
+            })
+            .optional()?;
+        published::publish(tx, &self.inner.files)?;
         crate::metrics::metrics()
             .database_publications
             .observe(publishing.elapsed());
+        Ok(publication)
+    }
+
+    /// Tells the operational database which publication is the newest (after its commit).
+    fn note_publication(&self, publication: Option<&operational::Publication>) {
+        if let Some(publication) = publication
+            && let Err(e) = operational::record_publication(&self.ops_writer(), publication)
+        {
+            tracing::warn!(error = %e, "noting the publication in the operational database failed");
+        }
+    }
+
+    /// Drops the operational rows of environments a committed write deleted.
+    fn forget_removed_environments(&self, changes: &Changes) {
+        if !changes.removed_environments.is_empty()
+            && let Err(e) = operational::forget_environments(
+                &self.ops_writer(),
+                changes.removed_environments.iter().copied(),
+            )
+        {
+            tracing::warn!(error = %e, "forgetting deleted environments' counts failed");
+        }
+    }
+
+    /// Runs `f` in a transaction of the operational database, off the async threads. It never
+    /// publishes `flagstaff.db` and never waits for a publication.
+    pub async fn operational<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction) -> Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        run_blocking(move || store.operational_blocking(f)).await
+    }
+
+    /// [`Store::operational`] for callers already off the async threads.
+    pub fn operational_blocking<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        let mut conn = self.ops_writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
         tx.commit()?;
-        crate::metrics::metrics()
-            .database_writes
-            .observe(started.elapsed());
-        after_commit(&conn, &changes);
         Ok(out)
+    }
+
+    /// Returns the operational database's free pages to the file system (after pruning).
+    pub fn vacuum_operational(&self) {
+        let conn = self.ops_writer();
+        if let Err(e) = conn.execute_batch("PRAGMA incremental_vacuum") {
+            tracing::warn!(error = %e, "vacuuming the operational database failed");
+        }
+        checkpoint(&conn);
+    }
+
+    /// `VACUUM`s the live database and publishes it, so that `flagstaff.db` shrinks after
+    /// pruning. Nothing it holds changes.
+    pub fn vacuum_and_publish(&self) -> Result<()> {
+        let mut conn = self.writer();
+        conn.execute_batch("VACUUM main")?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let publication = self.publish(&tx)?;
+        tx.commit()?;
+        self.inner
+            .publications
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.note_publication(publication.as_ref());
+        checkpoint(&conn);
+        Ok(())
+    }
+
+    /// The operational database's file (in `work/`; never published, never in a backup).
+    pub fn operational_path(&self) -> &Path {
+        &self.inner.operational
     }
 
     /// Runs `f` with a read connection, off the async threads.
@@ -286,6 +526,7 @@ impl Store {
                         | OpenFlags::SQLITE_OPEN_URI,
                 )?;
                 configure(&conn)?;
+                operational::attach_read_only(&conn, &self.inner.operational)?;
                 conn
             }
         };
@@ -308,8 +549,12 @@ impl Store {
             && let Err(e) = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(StoreError::from)
-                .and_then(|tx| published::publish(&tx, &self.inner.files).map(|()| tx))
-                .and_then(|tx| Ok(tx.commit()?))
+                .and_then(|tx| self.publish(&tx).map(|p| (tx, p)))
+                .and_then(|(tx, p)| {
+                    tx.commit()?;
+                    self.note_publication(p.as_ref());
+                    Ok(())
+                })
         {
             tracing::error!(error = %e, "publishing flagstaff.db failed; the next write retries");
         }
@@ -320,10 +565,15 @@ impl Store {
     /// left tidy. (`flagstaff.db` needs nothing: every write published it.)
     pub fn checkpoint(&self) {
         checkpoint(&self.writer());
+        checkpoint(&self.ops_writer());
     }
 
     fn writer(&self) -> MutexGuard<'_, Connection> {
         lock(&self.inner.writer)
+    }
+
+    fn ops_writer(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.inner.ops_writer)
     }
 }
 
@@ -332,7 +582,10 @@ pub async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Sen
     match tokio::task::spawn_blocking(f).await {
         Ok(out) => out,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(StoreError::Task(e.to_string())),
+        Err(e) => Err(StoreError::io(
+            "the database task was cancelled",
+            std::io::Error::other(e),
+        )),
     }
 }
 

@@ -97,8 +97,9 @@ pub struct Opening {
 
 /// Takes the opening turn, rebuilds the live database from the published one when no other
 /// process has it open, and registers this process as present. Keep the [`Opening`] until the
-/// database is migrated and published, and the [`Presence`] for as long as it is open.
-pub fn attach(files: &Files) -> Result<(Opening, Presence)> {
+/// database is migrated and published, and the [`Presence`] for as long as it is open. The
+/// `bool` says whether this process is the first (it rebuilt the live database).
+pub fn attach(files: &Files) -> Result<(Opening, Presence, bool)> {
     std::fs::create_dir_all(&files.work_dir)
         .map_err(|e| io_error(format!("cannot create {}", files.work_dir.display()), e))?;
     let opening = files.lock_file("open")?;
@@ -106,8 +107,10 @@ pub fn attach(files: &Files) -> Result<(Opening, Presence)> {
         .lock()
         .map_err(|e| io_error("cannot take the opening lock".into(), e))?;
     let presence = files.lock_file("presence")?;
+    let mut first = false;
     match presence.try_lock() {
         Ok(()) => {
+            first = true;
             // Nobody else has the database open: whatever the live copy holds is left over from a
             // run that ended (cleanly or not). The published file is the database.
             rebuild(files)?;
@@ -123,7 +126,7 @@ pub fn attach(files: &Files) -> Result<(Opening, Presence)> {
     presence
         .lock_shared()
         .map_err(|e| io_error("cannot take the presence lock".into(), e))?;
-    Ok((Opening { _file: opening }, Presence { _file: presence }))
+    Ok((Opening { _file: opening }, Presence { _file: presence }, first))
 }
 
 /// Replaces the live database with a copy of the published one (or nothing, for a new data dir).
@@ -135,7 +138,7 @@ fn rebuild(files: &Files) -> Result<()> {
     for suffix in ["-wal", "-journal"] {
         let beside = with_suffix(&files.published, suffix);
         if std::fs::metadata(&beside).map(|m| m.len() > 0).unwrap_or(false) {
-            return Err(StoreError::Task(format!(
+            return Err(StoreError::Unusable(format!(
                 "{} lies beside {}: Flagstaff never writes one, so something else wrote to the database. \
                  Fold it in with `sqlite3 {} 'PRAGMA journal_mode=DELETE'` (or remove it to drop those \
                  writes) and start again",
@@ -162,7 +165,7 @@ fn rebuild(files: &Files) -> Result<()> {
     let conn = Connection::open(&files.live)?;
     let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
     if verdict != "ok" {
-        return Err(StoreError::Task(format!(
+        return Err(StoreError::Unusable(format!(
             "{} is damaged ({verdict}); restore it from a backup",
             files.published.display()
         )));
@@ -177,7 +180,7 @@ pub fn publish(conn: &Connection, files: &Files) -> Result<()> {
     // `serialize` reads every page through this connection, so it sees the open transaction.
     let image = conn.serialize(MAIN_DB)?;
     if image.len() <= FORMAT_VERSION_OFFSET + 1 {
-        return Err(StoreError::Task("the database image is empty".into()));
+        return Err(StoreError::Unusable("the database image is empty".into()));
     }
     let mode = std::fs::metadata(&files.published)
         .map(|m| m.permissions().mode() & 0o777)
@@ -251,7 +254,7 @@ fn remove_if_present(path: &Path) -> Result<()> {
 }
 
 fn io_error(what: String, e: std::io::Error) -> StoreError {
-    StoreError::Task(format!("{what}: {e}"))
+    StoreError::Unusable(format!("{what}: {e}"))
 }
 
 #[cfg(test)]
@@ -314,7 +317,8 @@ mod tests {
         std::fs::create_dir_all(&files.work_dir).unwrap();
         std::fs::write(&files.live, b"left over from an earlier run").unwrap();
 
-        let (opening, first) = attach(&files).unwrap();
+        let (opening, first, was_first) = attach(&files).unwrap();
+        assert!(was_first);
         drop(opening);
         let live = Connection::open(&files.live).unwrap();
         let v: String = live.query_row("SELECT v FROM t", [], |r| r.get(0)).unwrap();
@@ -322,7 +326,8 @@ mod tests {
         live.execute("INSERT INTO t VALUES ('live only')", []).unwrap();
 
         // A second process (here: a second handle) joins without a rebuild.
-        let (opening, second) = attach(&files).unwrap();
+        let (opening, second, was_first) = attach(&files).unwrap();
+        assert!(!was_first);
         drop(opening);
         let n: i64 = live
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
@@ -331,7 +336,7 @@ mod tests {
 
         // Once everyone has let go, the next opener starts again from the published file.
         drop((first, second, live));
-        let (_opening, _presence) = attach(&files).unwrap();
+        let (_opening, _presence, _) = attach(&files).unwrap();
         let live = Connection::open(&files.live).unwrap();
         let n: i64 = live
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))

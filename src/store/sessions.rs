@@ -1,6 +1,12 @@
 //! The admin pages' sign-in state: sessions (only a SHA-256 of the cookie's token is stored),
 //! password checks and changes, failed sign-ins for throttling, and the one-time setup links
 //! that create the first admin.
+//!
+//! Sessions and failed sign-ins live in the operational database: their writers ([`create`],
+//! [`touch`], [`revoke`], [`revoke_all`], [`prune`], [`record_failure`], [`clear_failures`]) take
+//! a transaction of [`crate::store::Store::operational`]; their readers take any connection of
+//! [`crate::store::Store::read`]. Passwords and setup links are in the published database
+//! ([`crate::store::Store::write`]).
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -91,14 +97,15 @@ pub struct ActiveSession {
 }
 
 /// The session of a cookie's token, if it is known, not revoked, within both its absolute and
-/// idle expiry (`idle_ms` since it was last seen), and its user is not disabled.
+/// idle expiry (`idle_ms` since it was last seen), and its user is not disabled. A session
+/// older than its user is not its user's (the id was reused after a deletion).
 pub fn authenticate(conn: &Connection, token: &str, idle_ms: i64) -> Result<Option<ActiveSession>> {
     let now = now_ms();
     let mut stmt = conn.prepare_cached(
         "SELECT s.id, u.id, u.email, u.role, u.disabled, s.csrf_token, u.must_change_password, s.last_seen_at
          FROM sessions s JOIN users u ON u.id = s.user_id
          WHERE s.token_hash = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 AND s.last_seen_at > ?3
-           AND u.disabled = 0",
+           AND u.disabled = 0 AND u.created_at <= s.created_at",
     )?;
     let found = stmt
         .query_row(

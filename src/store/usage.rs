@@ -1,6 +1,7 @@
 //! What SDKs did: hourly evaluation counts per environment, flag and variant, when each flag
-//! was last evaluated, and when each SDK key was last used. Written in one transaction per
-//! flush interval by `crate::events`, read by the insights pages.
+//! was last evaluated, and when each SDK key was last used. Written in one transaction of the
+//! operational database ([`super::operational`]) per flush interval by `crate::events` (the
+//! writers here take that transaction), read by the insights pages.
 
 use rusqlite::{Connection, params};
 
@@ -17,12 +18,13 @@ pub struct HourlyCount {
     pub count: i64,
 }
 
-/// Adds counts to what is stored (creating the rows as needed). Counts of an environment that no
-/// longer exists are dropped. Totals saturate at `i64::MAX` rather than fail.
+/// Adds counts to what is stored (creating the rows as needed). Totals saturate at `i64::MAX`
+/// rather than fail. (Counts of an environment deleted meanwhile are dropped with it after its
+/// deletion commits: `operational::forget_environments`.)
 pub fn add_counts(conn: &Connection, counts: &[HourlyCount]) -> Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO evaluation_counts (environment_id, flag_key, variant, hour, count)
-         SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM environments WHERE id = ?1)
+         VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (environment_id, flag_key, variant, hour) DO UPDATE SET count =
            CASE WHEN count > 9223372036854775807 - excluded.count THEN 9223372036854775807
                 ELSE count + excluded.count END",
@@ -38,7 +40,7 @@ pub fn add_counts(conn: &Connection, counts: &[HourlyCount]) -> Result<()> {
 pub fn mark_evaluated(conn: &Connection, evaluated: &[(i64, String, i64)]) -> Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO flag_last_evaluated (environment_id, flag_key, at)
-         SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM environments WHERE id = ?1)
+         VALUES (?1, ?2, ?3)
          ON CONFLICT (environment_id, flag_key) DO UPDATE SET at = max(at, excluded.at)",
     )?;
     for (environment_id, flag_key, at) in evaluated {
@@ -50,7 +52,8 @@ pub fn mark_evaluated(conn: &Connection, evaluated: &[(i64, String, i64)]) -> Re
 /// Records when admin tokens were last used: `(token id, Unix ms)`.
 pub fn mark_tokens_used(conn: &Connection, used: &[(i64, i64)]) -> Result<()> {
     let mut stmt = conn.prepare_cached(
-        "UPDATE admin_tokens SET last_used_at = max(coalesce(last_used_at, 0), ?2) WHERE id = ?1",
+        "INSERT INTO token_last_used (token_id, at) VALUES (?1, ?2)
+         ON CONFLICT (token_id) DO UPDATE SET at = max(at, excluded.at)",
     )?;
     for (id, at) in used {
         stmt.execute(params![id, at])?;
@@ -61,7 +64,8 @@ pub fn mark_tokens_used(conn: &Connection, used: &[(i64, i64)]) -> Result<()> {
 /// Records when SDK keys were last used: `(key id, Unix ms)`.
 pub fn mark_keys_used(conn: &Connection, used: &[(i64, i64)]) -> Result<()> {
     let mut stmt = conn.prepare_cached(
-        "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?2) WHERE id = ?1",
+        "INSERT INTO key_last_used (key_id, at) VALUES (?1, ?2)
+         ON CONFLICT (key_id) DO UPDATE SET at = max(at, excluded.at)",
     )?;
     for (id, at) in used {
         stmt.execute(params![id, at])?;
@@ -101,4 +105,82 @@ pub fn last_evaluated(conn: &Connection, environment_id: i64) -> Result<Vec<(Str
     )?;
     let rows = stmt.query_map([environment_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Folds the hourly counts of days before `before_hour` (Unix seconds, the start of a day) into
+/// one row per day, whose `hour` is the start of the day. Returns how many hourly rows were
+/// folded.
+pub fn roll_up_days(conn: &Connection, before_hour: i64) -> Result<usize> {
+    conn.prepare_cached(
+        "INSERT INTO evaluation_counts (environment_id, flag_key, variant, hour, count)
+         SELECT environment_id, flag_key, variant, hour - hour % 86400, sum(count) FROM evaluation_counts
+         WHERE hour < ?1 AND hour % 86400 != 0
+         GROUP BY environment_id, flag_key, variant, hour - hour % 86400
+         ON CONFLICT (environment_id, flag_key, variant, hour) DO UPDATE SET count =
+           CASE WHEN count > 9223372036854775807 - excluded.count THEN 9223372036854775807
+                ELSE count + excluded.count END",
+    )?
+    .execute([before_hour])?;
+    Ok(conn
+        .prepare_cached("DELETE FROM evaluation_counts WHERE hour < ?1 AND hour % 86400 != 0")?
+        .execute([before_hour])?)
+}
+
+/// Deletes the counts of hours (or days) before `before_hour` (Unix seconds).
+pub fn prune_counts(conn: &Connection, before_hour: i64) -> Result<usize> {
+    Ok(conn
+        .prepare_cached("DELETE FROM evaluation_counts WHERE hour < ?1")?
+        .execute([before_hour])?)
+}
+
+/// The ids that exist in the published database, to forget the operational rows of the rest.
+#[derive(Debug, Clone, Default)]
+pub struct Alive {
+    environments: String,
+    keys: String,
+    tokens: String,
+    users: String,
+}
+
+impl Alive {
+    /// Reads them (a connection of the live database).
+    pub fn read(conn: &Connection) -> Result<Alive> {
+        let ids = |sql: &str| -> Result<String> {
+            Ok(conn
+                .query_row(sql, [], |r| r.get::<_, Option<String>>(0))?
+                .unwrap_or_else(|| "[]".into()))
+        };
+        Ok(Alive {
+            environments: ids("SELECT json_group_array(id) FROM environments")?,
+            keys: ids("SELECT json_group_array(id) FROM api_keys")?,
+            tokens: ids("SELECT json_group_array(id) FROM admin_tokens")?,
+            users: ids("SELECT json_group_array(id) FROM users")?,
+        })
+    }
+}
+
+/// Deletes what the operational database holds about environments, keys, tokens and users not
+/// in `alive`; returns how many count rows went.
+pub fn forget_the_gone(conn: &Connection, alive: &Alive) -> Result<usize> {
+    let counts = conn.execute(
+        "DELETE FROM evaluation_counts WHERE environment_id NOT IN (SELECT value FROM json_each(?1))",
+        [&alive.environments],
+    )?;
+    conn.execute(
+        "DELETE FROM flag_last_evaluated WHERE environment_id NOT IN (SELECT value FROM json_each(?1))",
+        [&alive.environments],
+    )?;
+    conn.execute(
+        "DELETE FROM key_last_used WHERE key_id NOT IN (SELECT value FROM json_each(?1))",
+        [&alive.keys],
+    )?;
+    conn.execute(
+        "DELETE FROM token_last_used WHERE token_id NOT IN (SELECT value FROM json_each(?1))",
+        [&alive.tokens],
+    )?;
+    conn.execute(
+        "DELETE FROM sessions WHERE user_id NOT IN (SELECT value FROM json_each(?1))",
+        [&alive.users],
+    )?;
+    Ok(counts)
 }

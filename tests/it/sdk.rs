@@ -715,7 +715,7 @@ async fn evaluation_counts_add_up_across_batches_and_survive_a_restart() {
             let id = shop.production.server_id;
             move |c| {
                 Ok(
-                    c.query_row("SELECT last_used_at FROM api_keys WHERE id = ?1", [id], |r| {
+                    c.query_row("SELECT at FROM key_last_used WHERE key_id = ?1", [id], |r| {
                         r.get(0)
                     })?,
                 )

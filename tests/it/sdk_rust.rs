@@ -612,7 +612,8 @@ async fn evaluation_counts_reach_the_server_at_close() {
     client.evaluate_all(&acme);
     client.close().await;
 
-    let db = setup.dir.path().join("flagstaff.db");
+    // Counts are operational data: in the operational database, beside the live one.
+    let db = setup.dir.path().join("work").join("flagstaff.operational.db");
     let read = || -> Vec<(String, String, i64)> {
         let conn = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .expect("open db");

@@ -197,9 +197,9 @@ async fn sign_in(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Pag
     let Some(credentials) = user else {
         let (failed_email, failed_client) = (email.clone(), client.clone());
         state
-            .write(move |tx| {
-                sessions::record_failure(tx, &failed_email, &failed_client, now_ms() - WINDOW_MS)?;
-                Ok(((), Changes::default()))
+            .store
+            .operational(move |tx| {
+                sessions::record_failure(tx, &failed_email, &failed_client, now_ms() - WINDOW_MS)
             })
             .await?;
         tracing::info!(%email, %client, "sign-in failed");
@@ -210,9 +210,10 @@ async fn sign_in(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Pag
     let max_ms = session::max_ms(&state);
     let (user_id, user_email) = (credentials.user.id, credentials.user.email.clone());
     let new = state
-        .write(move |tx| {
+        .store
+        .operational(move |tx| {
             sessions::clear_failures(tx, &user_email)?;
-            Ok((sessions::create(tx, user_id, max_ms)?, Changes::default()))
+            sessions::create(tx, user_id, max_ms)
         })
         .await?;
     tracing::info!(email = %credentials.user.email, "signed in");
@@ -233,7 +234,8 @@ async fn sign_out(req: HttpRequest, posted: Posted) -> Result<HttpResponse, Page
     let state = session::state(&req)?;
     let id = posted.session.id;
     state
-        .write(move |tx| Ok((sessions::revoke(tx, id)?, Changes::default())))
+        .store
+        .operational(move |tx| sessions::revoke(tx, id))
         .await?;
     let mut resp = see_other("/sign-in");
     resp.add_cookie(&session::removal_cookie(&state, &req, SESSION_COOKIE))
@@ -350,12 +352,17 @@ async fn setup(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, PageE
                 None,
                 Some(&after),
             )?;
-            Ok((Some(sessions::create(tx, user.id, max_ms)?), Changes::default()))
+            Ok((Some(user.id), Changes::default()))
         })
         .await?;
-    let Some(new) = created else {
+    let Some(user_id) = created else {
         return Err(setup_link_invalid());
     };
+    // The admin exists (published): its first session goes to the operational database.
+    let new = state
+        .store
+        .operational(move |tx| sessions::create(tx, user_id, max_ms))
+        .await?;
     tracing::info!(email = %email_input, "created the first admin with the setup link");
     let mut resp = see_other("/projects");
     resp.add_cookie(&session::session_cookie(&state, &req, new.token))
@@ -466,10 +473,8 @@ async fn change_password(req: HttpRequest, posted: Posted) -> Result<HttpRespons
         .map_err(|e| PageError::internal(e.to_string()))?;
     if !verified {
         state
-            .write(move |tx| {
-                sessions::record_failure(tx, &email, &client, now_ms() - WINDOW_MS)?;
-                Ok(((), Changes::default()))
-            })
+            .store
+            .operational(move |tx| sessions::record_failure(tx, &email, &client, now_ms() - WINDOW_MS))
             .await?;
         errors.0.insert(
             0,
@@ -488,10 +493,16 @@ async fn change_password(req: HttpRequest, posted: Posted) -> Result<HttpRespons
         .await
         .map_err(|e| PageError::internal(e.to_string()))?;
     let (session_id, actor, user_email) = (session.id, session.actor(), session.user.email.clone());
+    // The other sessions end first (operational database), then the password changes (published):
+    // a crash between the two leaves the old password with everyone else signed out, never the
+    // new password with the others still in.
+    state
+        .store
+        .operational(move |tx| sessions::revoke_all(tx, user_id, Some(session_id)))
+        .await?;
     state
         .write(move |tx| {
             sessions::set_password(tx, user_id, &hash)?;
-            sessions::revoke_all(tx, user_id, Some(session_id))?;
             audit::record(
                 tx,
                 &actor,
@@ -510,7 +521,8 @@ async fn revoke_other_sessions(req: HttpRequest, posted: Posted) -> Result<HttpR
     let state = session::state(&req)?;
     let (user_id, keep) = (posted.session.user.id, posted.session.id);
     state
-        .write(move |tx| Ok((sessions::revoke_all(tx, user_id, Some(keep))?, Changes::default())))
+        .store
+        .operational(move |tx| sessions::revoke_all(tx, user_id, Some(keep)))
         .await?;
     Ok(see_other("/account?notice=signed-out-others"))
 }

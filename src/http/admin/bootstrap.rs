@@ -20,8 +20,13 @@ pub struct BootstrapError(#[from] StoreError);
 /// (and returns it). Blocking (database work): call once before the server starts.
 pub fn bootstrap(state: &AppState) -> Result<Option<String>, BootstrapError> {
     let idle_ms = super::session::idle_ms(state);
+    state
+        .store
+        .operational_blocking(|tx| sessions::prune(tx, idle_ms))?;
+    if state.store.read_blocking(users::count)? > 0 {
+        return Ok(None);
+    }
     let token = state.write_blocking(|tx| {
-        sessions::prune(tx, idle_ms)?;
         if users::count(tx)? > 0 {
             return Ok((None, Changes::default()));
         }

@@ -22,9 +22,9 @@ use super::form::Form;
 use crate::AppState;
 use crate::config::SecureCookies;
 use crate::store::audit::Actor;
+use crate::store::now_ms;
 use crate::store::sessions;
 use crate::store::users::{Role, User};
-use crate::store::{Changes, now_ms};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "flagstaff_session";
@@ -163,9 +163,7 @@ async fn load(req: &HttpRequest) -> Result<AdminSession, PageError> {
     };
     if now_ms() - found.last_seen_at > TOUCH_AT_MOST_EVERY_MS.min(idle_ms / 4) {
         let id = found.id;
-        state
-            .write(move |tx| Ok((sessions::touch(tx, id)?, Changes::default())))
-            .await?;
+        state.store.operational(move |tx| sessions::touch(tx, id)).await?;
     }
     let path = req.path();
     if found.must_change_password && !(path.starts_with("/account") || path.starts_with("/sign-out")) {

@@ -364,9 +364,14 @@ async fn insights_draw_evaluations_per_variation_and_list_stale_flags() {
     ];
     let now = flagstaff::store::now_ms();
     app.state
-        .write_blocking(move |tx| {
+        .store
+        .operational_blocking(move |tx| {
             usage::add_counts(tx, &counts)?;
-            usage::mark_evaluated(tx, &[(env_id, "checkout".to_owned(), now)])?;
+            usage::mark_evaluated(tx, &[(env_id, "checkout".to_owned(), now)])
+        })
+        .unwrap();
+    app.state
+        .write_blocking(move |tx| {
             // "old-banner" was created 90 days ago and never evaluated.
             tx.execute(
                 "UPDATE flags SET created_at = ?1 WHERE key = 'old-banner'",

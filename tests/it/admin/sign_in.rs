@@ -202,12 +202,13 @@ async fn sessions_end_after_the_idle_time_and_at_the_absolute_time() {
     // Used ten minutes ago: a request extends the session.
     let h = hash.clone();
     app.state
-        .write_blocking(move |tx| {
+        .store
+        .operational_blocking(move |tx| {
             tx.execute(
                 "UPDATE sessions SET last_seen_at = last_seen_at - 600000 WHERE token_hash = ?1",
                 rusqlite::params![h],
             )?;
-            Ok(((), flagstaff::store::Changes::default()))
+            Ok(())
         })
         .unwrap();
     let before = last_seen(hash.clone());
@@ -217,25 +218,27 @@ async fn sessions_end_after_the_idle_time_and_at_the_absolute_time() {
         "the last use is written"
     );
     app.state
-        .write_blocking(move |tx| {
+        .store
+        .operational_blocking(move |tx| {
             // Idle for a day (the default idle limit is 12 hours).
             tx.execute(
                 "UPDATE sessions SET last_seen_at = last_seen_at - ?1 WHERE token_hash = ?2",
                 rusqlite::params![day, hash],
             )?;
-            Ok(((), flagstaff::store::Changes::default()))
+            Ok(())
         })
         .unwrap();
     assert_eq!(idle.get("/account").await.status, StatusCode::SEE_OTHER);
 
     let hash = flagstaff::keys::hash(&old.cookies["flagstaff_session"]).to_vec();
     app.state
-        .write_blocking(move |tx| {
+        .store
+        .operational_blocking(move |tx| {
             tx.execute(
                 "UPDATE sessions SET expires_at = ?1 WHERE token_hash = ?2",
                 rusqlite::params![1i64, hash],
             )?;
-            Ok(((), flagstaff::store::Changes::default()))
+            Ok(())
         })
         .unwrap();
     assert_eq!(old.get("/account").await.status, StatusCode::SEE_OTHER);

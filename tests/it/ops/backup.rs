@@ -181,10 +181,22 @@ async fn flagstaff_backup_while_running_then_restore_by_replacing_the_file() {
     );
     let (status, _) = server.terminate();
     assert!(status.success());
+    // The stop wrote the token's last use to the operational database (never published).
+    let last_uses = || -> i64 {
+        let ops = Connection::open_with_flags(
+            data.join("work").join("flagstaff.operational.db"),
+            OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        ops.query_row("SELECT count(*) FROM token_last_used", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(last_uses(), 1);
 
     // …is gone after a restore: stop, replace the file, start.
     std::fs::copy(&backup, data.join("flagstaff.db")).unwrap();
-    let server = Flagstaff::start(data, &[]);
+    // (No flush during the test: what the operational database holds is what the start left.)
+    let server = Flagstaff::start(data, &[("FLAGSTAFF_EVENTS_FLUSH_SECS", "3600")]);
     let ready = http.get(format!("{}/readyz", server.url)).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     let got = states(&bundle(&http, &server.url, &prepared.server_key).await);
@@ -209,6 +221,12 @@ async fn flagstaff_backup_while_running_then_restore_by_replacing_the_file() {
         .unwrap();
     let api: Value = api.json().await.unwrap();
     assert_eq!(api["enabled"], json!(true), "{api}");
+    // A restore from flagstaff.db alone starts the operational database empty.
+    assert_eq!(
+        last_uses(),
+        0,
+        "the operational database of the later history is gone"
+    );
 }
 
 #[test]

@@ -1,5 +1,8 @@
 //! Crash safety: `kill -9` in the middle of a burst of writes loses no change that was answered
-//! with 2xx, and after the restart the revision and the bundle agree with the stored data.
+//! with 2xx, and after the restart the revision and the bundle agree with the stored data. SDKs
+//! report evaluations meanwhile (the operational database is written beside the publications):
+//! the kill lands between the two databases' writes as it may, and the restart keeps the
+//! operational database with everything it had committed.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -16,8 +19,39 @@ const WRITERS: usize = 8;
 #[actix_web::test]
 async fn after_kill_9_during_a_burst_every_acknowledged_change_is_there_and_the_bundle_agrees() {
     let prepared = Prepared::new().await;
-    let mut server = Flagstaff::start(prepared.dir.path(), &[]);
+    let mut server = Flagstaff::start(prepared.dir.path(), &[("FLAGSTAFF_EVENTS_FLUSH_SECS", "1")]);
     let http = client();
+
+    // An SDK reporting evaluations throughout.
+    let reporter = {
+        let (http, url, key) = (http.clone(), server.url.clone(), prepared.server_key.clone());
+        actix_web::rt::spawn(async move {
+            loop {
+                let now = flagstaff::store::now_ms();
+                let batch = json!({"start": now - 1_000, "end": now,
+                    "counts": [{"flag": flag_key(0), "variant": "on", "count": 1}]});
+                match http
+                    .post(format!("{url}/sdk/v1/events"))
+                    .bearer_auth(&key)
+                    .json(&batch)
+                    .send()
+                    .await
+                {
+                    Ok(res) => assert_eq!(res.status(), 202),
+                    Err(_) => return,
+                }
+                actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let operational = prepared.dir.path().join("work").join("flagstaff.operational.db");
+    let counted = || -> i64 {
+        let ops = Connection::open_with_flags(&operational, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        ops.query_row("SELECT coalesce(sum(count), 0) FROM evaluation_counts", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
 
     // flag → (version, value) of the last change answered with 2xx.
     let acked: Rc<RefCell<HashMap<String, (u64, String)>>> = Rc::default();
@@ -55,13 +89,24 @@ async fn after_kill_9_during_a_burst_every_acknowledged_change_is_there_and_the_
         assert!(Instant::now() < until, "the burst did not get going");
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
+    while counted() == 0 {
+        assert!(Instant::now() < until, "no evaluation counts were written");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let counted_before = counted();
     server.kill9();
     for writer in writers {
         writer.await.expect("writer");
     }
+    reporter.await.expect("reporter");
     let acked = acked.borrow().clone();
 
     let server = Flagstaff::start(prepared.dir.path(), &[]);
+    assert!(
+        counted() >= counted_before,
+        "the operational database kept its committed counts: {} < {counted_before}",
+        counted()
+    );
     let stored: HashMap<String, Value> = {
         let mut out = HashMap::new();
         for j in 0..FLAGS {

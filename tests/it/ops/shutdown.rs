@@ -158,10 +158,16 @@ async fn sigterm_ends_two_thousand_streams_finishes_requests_keeps_counts_and_ex
     );
     server.wait_for_log(|l| l["fields"]["message"] == "stopped");
 
-    // What the shutdown wrote is in flagstaff.db, and the live database's WAL is folded in.
+    // What the shutdown wrote is in the operational database (counts) and in flagstaff.db
+    // (changes), and the live database's WAL is folded in.
     let db =
         Connection::open_with_flags(data.join("flagstaff.db"), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let counted: i64 = db
+    let ops = Connection::open_with_flags(
+        data.join("work").join("flagstaff.operational.db"),
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let counted: i64 = ops
         .query_row(
             "SELECT coalesce(sum(count), 0) FROM evaluation_counts WHERE flag_key = 'f00' AND variant = 'on'",
             [],
