@@ -416,7 +416,7 @@ async fn toggle(
                 .map_err(|_| PageError::bad_request("version must be a number").json(json))?,
         ),
     };
-    let back = super::session::safe_next(posted.form.get("back").filter(|b| !b.is_empty())).to_owned();
+    let back = super::session::safe_next(posted.form.get("back").filter(|b| !b.is_empty()));
     let back = if back == "/projects" {
         format!("/projects/{project}/flags")
     } else {

@@ -5,6 +5,7 @@ mod api_session;
 mod browser;
 mod manage;
 mod pages;
+mod redirects;
 mod sign_in;
 
 use std::collections::BTreeMap;
