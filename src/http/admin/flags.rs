@@ -347,7 +347,15 @@ async fn create(
             variations: starting_variations(flag_type.expect("checked above")),
             client_side: None,
             temporary: None,
-            tags: crate::http::admin::form::list(form.text("tags")),
+            // A new flag's tags are typed on one line, comma-separated; the editor then shows
+            // them one per line (where a tag may hold a comma).
+            tags: form
+                .text("tags")
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect(),
             archived: false,
             environments: Default::default(),
         };
