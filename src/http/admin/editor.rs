@@ -976,7 +976,14 @@ async fn save_definition(
                 .await
             {
                 Ok(_) => {
-                    let env = env.map(|e| format!("env={e}&")).unwrap_or_default();
+                    let env = env
+                        .map(|e| {
+                            format!(
+                                "{}&",
+                                serde_urlencoded::to_string([("env", e)]).unwrap_or_default()
+                            )
+                        })
+                        .unwrap_or_default();
                     return Ok(see_other(&format!(
                         "/projects/{project}/flags/{key}?{env}notice=saved"
                     )));

@@ -202,3 +202,52 @@ fn html_forms_csrf(html: &str) -> String {
         .find_map(|f| field(&f.fields, "csrf").map(str::to_owned))
         .expect("a form with a csrf field")
 }
+
+/// Redirects built from decoded path parameters and form fields go out whatever those hold
+/// (a line break, a space, non-ASCII): encoded, never a 500 for a header that cannot be sent.
+#[actix_web::test]
+async fn a_redirect_built_from_hostile_input_still_goes_out() {
+    let app = TestApp::new();
+    project(&app, "shop");
+    let email = user(&app, "ed@example.com", Role::Admin);
+    let token = app.token(Role::Editor);
+    let created = app
+        .call(
+            "POST",
+            "/api/v1/projects/shop/flags",
+            Some(&token),
+            Some(json!({"key": "beta", "type": "boolean",
+                "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}]})),
+        )
+        .await;
+    assert!(created.status.is_success(), "{:?}", created.body);
+    let server = RealServer::start(&app.state);
+    let mut browser = WebBrowser::new(&server);
+    browser.sign_in(&email, PASSWORD).await;
+
+    for (path, expected) in [
+        ("/projects/a%0Ab", "/projects/a%0Ab/flags"),
+        ("/projects/%C3%A9t%C3%A9%20x", "/projects/%C3%A9t%C3%A9%20x/flags"),
+    ] {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, 303, "GET {path}: {}", page.body);
+        assert_eq!(page.location, expected, "GET {path}");
+    }
+
+    // The definition form's `env` field goes back into the redirect's query.
+    let action = "/projects/shop/flags/beta";
+    let page = browser.get(action).await;
+    let mut fields = html_form(&page.body, action).fields;
+    for (name, value) in &mut fields {
+        if name == "env" {
+            *value = "line\nbreak & more".to_owned();
+        }
+    }
+    let page = browser.post(action, &fields).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(
+        page.location,
+        "/projects/shop/flags/beta?env=line%0Abreak+%26+more&notice=saved"
+    );
+    server.stop().await;
+}
