@@ -31,6 +31,9 @@ pub enum ApiError {
     PreconditionFailed(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A limit over time was reached; the caller may try again after `retry_after` seconds.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
     /// The input is well formed but invalid; every problem is listed.
     #[error("{}", summary(.0))]
     Invalid(Vec<ValidationError>),
@@ -66,6 +69,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PreconditionFailed(_) => "precondition_failed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Invalid(_) => "invalid",
             ApiError::Internal(_) => "internal",
         }
@@ -98,6 +102,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -112,7 +117,11 @@ impl ResponseError for ApiError {
             ApiError::Invalid(errors) => (errors.first().map(|e| e.path.as_str()), Some(errors.as_slice())),
             _ => (None, None),
         };
-        HttpResponse::build(self.status_code()).json(Body {
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::TooManyRequests { retry_after, .. } = self {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, retry_after.to_string()));
+        }
+        response.json(Body {
             error: Detail {
                 code: self.code(),
                 message: self.to_string(),

@@ -26,6 +26,8 @@ pub struct Events {
     keys_used: Mutex<HashMap<i64, i64>>,
     /// Admin tokens used, by id → Unix ms.
     tokens_used: Mutex<HashMap<i64, i64>>,
+    /// Evaluations reported with each client key in the current hour: key id → (hour, sum).
+    client_reported: Mutex<HashMap<i64, (i64, u64)>>,
 }
 
 impl Default for Events {
@@ -36,6 +38,7 @@ impl Default for Events {
             pending: Mutex::default(),
             keys_used: Mutex::default(),
             tokens_used: Mutex::default(),
+            client_reported: Mutex::default(),
         }
     }
 }
@@ -98,6 +101,22 @@ pub fn hour_of(ms: i64) -> i64 {
 }
 
 impl Events {
+    /// Reserves `n` evaluations of what the client key `key_id` may report in the clock hour
+    /// holding `now` (Unix ms), at most `limit`; when they do not fit, nothing is reserved and
+    /// the sum already reported this hour is returned. Checking and adding under one lock:
+    /// parallel batches cannot overshoot together.
+    pub fn reserve_client_report(&self, key_id: i64, now: i64, n: u64, limit: u64) -> Result<(), u64> {
+        let hour = hour_of(now);
+        let mut reported = lock(&self.client_reported);
+        reported.retain(|_, (h, _)| *h == hour);
+        let (_, used) = reported.entry(key_id).or_insert((hour, 0));
+        if used.saturating_add(n) > limit {
+            return Err(*used);
+        }
+        *used += n;
+        Ok(())
+    }
+
     /// Adds evaluation counts of one environment, made at `at` (Unix ms): they go into the hour
     /// holding `at`, and each flag counted is marked as evaluated at `at`. The caller has
     /// checked that the flags and variants exist.

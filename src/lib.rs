@@ -19,8 +19,9 @@ pub mod snapshot;
 pub mod state;
 pub mod store;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::body::{BodySize, EitherBody, MessageBody};
+use actix_web::dev::{Service as _, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::{App, web};
 
 pub use state::AppState;
@@ -39,6 +40,24 @@ pub fn build_app(
 > {
     App::new()
         .app_data(web::Data::new(state))
+        // Every GET route answers HEAD too: the handler runs as for GET and the HTTP layer sends
+        // the status and headers without the body (it knows the request was HEAD). A stream
+        // (SSE) would never end, so its answer to HEAD is the headers alone.
+        .wrap_fn(|mut req, srv| {
+            let head = req.method() == Method::HEAD;
+            if head {
+                req.head_mut().method = Method::GET;
+            }
+            let answer = srv.call(req);
+            async move {
+                let res = answer.await?;
+                Ok(if head && res.response().body().size() == BodySize::Stream {
+                    res.map_body(|_, _| EitherBody::right(actix_web::body::None::new()))
+                } else {
+                    res.map_into_left_body()
+                })
+            }
+        })
         // Request id, request span and log line, metrics: one layer for every route.
         .wrap(ops::request_log::RequestLog)
         .configure(http::configure)

@@ -143,10 +143,10 @@
     });
   }
 
-  // A serve choice shows the rollout weights only when "rollout" is chosen.
+  // A serve choice shows the rollout weights only when a rollout ("*rollout") is chosen.
   function refreshServe(select) {
     var box = document.getElementById(select.getAttribute("data-rollout-box"));
-    if (box) box.hidden = select.value !== "rollout";
+    if (box) box.hidden = select.value !== "*rollout";
   }
   document.addEventListener("change", function (event) {
     if (event.target.matches("select[data-rollout-box]")) refreshServe(event.target);

@@ -179,6 +179,33 @@ impl Validator {
         }
     }
 
+    /// Text shown in a one-line field (names, a rule's description, attributes, a rollout's
+    /// bucket_by and salt): no line break or NUL, which no page could show and read back.
+    fn one_line(&mut self, path: impl Into<String>, text: &str) {
+        if text.contains(['\n', '\r', '\0']) {
+            self.error(path, "must be one line: no line breaks or NUL characters");
+        }
+    }
+
+    /// Text that may span lines (descriptions, string values): line breaks are `\n`, and no NUL.
+    fn multi_line(&mut self, path: impl Into<String>, text: &str) {
+        if text.contains(['\r', '\0']) {
+            self.error(
+                path,
+                "line breaks must be \\n alone: no carriage returns or NUL characters",
+            );
+        }
+    }
+
+    /// An optional text that, when given, is one line and not empty (leave it out instead).
+    fn optional_line(&mut self, path: String, text: Option<&str>) {
+        match text {
+            Some("") => self.error(path, "must not be empty: leave it out instead"),
+            Some(text) => self.one_line(path, text),
+            None => {}
+        }
+    }
+
     fn flag_key(&mut self, path: &str, key: &str, what: &str) {
         if !is_valid_flag_key(key) {
             self.error(
@@ -195,6 +222,8 @@ impl Validator {
             let path = format!("segments[{i}]");
             let key_path = format!("{path}.key");
             self.slug(&key_path, &segment.key, "segment key");
+            self.one_line(format!("{path}.name"), &segment.name);
+            self.multi_line(format!("{path}.description"), &segment.description);
             if let Some(first) = seen.get(segment.key.as_str()) {
                 self.error(
                     key_path,
@@ -254,7 +283,7 @@ impl Validator {
                 format!("missing: op {op_name} needs an attribute"),
             ),
             (_, Some("")) => self.error(format!("{path}.attribute"), "must not be empty"),
-            (_, Some(_)) => {}
+            (_, Some(attribute)) => self.one_line(format!("{path}.attribute"), attribute),
         }
         if op == Op::InSegment && segments.is_none() {
             self.error(
@@ -300,6 +329,8 @@ impl Validator {
                     ),
                 );
             }
+            self.one_line(format!("{path}.name"), &flag.name);
+            self.multi_line(format!("{path}.description"), &flag.description);
             self.variations(&path, flag);
             for (env, state) in &flag.environments {
                 let env_path = format!("{path}.environments.{env}");
@@ -343,6 +374,10 @@ impl Validator {
                 );
             } else {
                 seen.insert(&variation.key, j);
+            }
+            self.optional_line(format!("{path}.variations[{j}].name"), variation.name.as_deref());
+            if let (FlagType::String, Value::String(text)) = (flag.flag_type, &variation.value) {
+                self.multi_line(format!("{path}.variations[{j}].value"), text);
             }
             if !value_has_type(flag.flag_type, &variation.value) {
                 self.error(
@@ -424,6 +459,7 @@ impl Validator {
         for (r, rule) in state.rules.iter().enumerate() {
             let rule_path = format!("{path}.rules[{r}]");
             self.rule_id(&rule_path, r, rule.id.as_deref(), &mut rule_ids);
+            self.optional_line(format!("{rule_path}.description"), rule.description.as_deref());
             self.clauses(&rule_path, &rule.clauses, Some(segments));
             self.serve(&format!("{rule_path}.serve"), flag, &rule.serve);
         }
@@ -441,6 +477,16 @@ impl Validator {
                 let path = format!("{path}.rollout");
                 if rollout.bucket_by.as_deref() == Some("") {
                     self.error(format!("{path}.bucket_by"), "must not be empty");
+                } else if let Some(bucket_by) = &rollout.bucket_by {
+                    self.one_line(format!("{path}.bucket_by"), bucket_by);
+                }
+                match rollout.salt.as_deref() {
+                    Some("") => self.error(
+                        format!("{path}.salt"),
+                        "must not be empty: leave it out to salt with the flag key",
+                    ),
+                    Some(salt) => self.one_line(format!("{path}.salt"), salt),
+                    None => {}
                 }
                 if rollout.variations.is_empty() {
                     self.error(
@@ -450,9 +496,19 @@ impl Validator {
                     return;
                 }
                 let mut total: i128 = 0;
+                let mut listed: HashMap<&str, usize> = HashMap::new();
                 for (w, weighted) in rollout.variations.iter().enumerate() {
                     let w_path = format!("{path}.variations[{w}]");
                     self.variation_ref(&format!("{w_path}.variation"), flag, &weighted.variation);
+                    if let Some(first) = listed.insert(&weighted.variation, w) {
+                        self.error(
+                            format!("{w_path}.variation"),
+                            format!(
+                                "variation {:?} is already in this rollout (variations[{first}])",
+                                weighted.variation
+                            ),
+                        );
+                    }
                     if weighted.weight < 0 {
                         self.error(
                             format!("{w_path}.weight"),

@@ -164,6 +164,12 @@ impl FromRequest for SdkKey {
     }
 }
 
+/// The answer to a key whose environment was deleted (the same 401 on every SDK and OFREP
+/// path, as for a revoked key: the key no longer reads anything).
+pub(crate) fn environment_gone() -> ApiError {
+    ApiError::Unauthorized("the key's environment no longer exists".into())
+}
+
 /// A server key (`fs_srv_…`): reads the bundle and the stream of its environment. 401 when
 /// missing, unknown or revoked; 403 for a client key, which must never see rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

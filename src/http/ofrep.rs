@@ -360,7 +360,7 @@ fn write_metadata_rest(out: &mut Vec<u8>, evaluation: &Evaluation<'_>, may_see: 
 fn snapshot_of<'s>(snapshots: &'s Current, key: &SdkKey) -> Result<&'s Arc<Snapshot>, OfrepError> {
     snapshots
         .get(key.environment_id)
-        .ok_or_else(|| ApiError::Unauthorized("the key's environment no longer exists".into()).into())
+        .ok_or_else(|| crate::http::auth::environment_gone().into())
 }
 
 /// Counts what was served, for the evaluation insights and the metrics: `evaluations` made on

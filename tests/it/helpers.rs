@@ -154,3 +154,200 @@ impl TestApp {
         TestApp { dir, state }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Forms as a browser submits them, and a browser over a real socket (issue 12's suites).
+
+/// One `<form>` of a page: its method, its action and the fields a browser would send if it
+/// were submitted untouched.
+#[derive(Debug, Clone)]
+pub struct HtmlForm {
+    pub method: String,
+    pub action: String,
+    pub fields: Vec<(String, String)>,
+}
+
+/// Every form of `html` (outside `<template>`s), with the fields a browser would submit: the
+/// HTML form-submission algorithm for the controls the pages use — named, enabled controls
+/// (not inside a disabled fieldset), checked boxes only (value `on` by default), each select's
+/// selected option (the first when none is), a text input's value without line breaks (value
+/// sanitization), a textarea's text (the parser drops a newline right after `<textarea>`),
+/// and every line break sent as CR LF.
+pub fn html_forms(html: &str) -> Vec<HtmlForm> {
+    use scraper::{ElementRef, Html, Selector};
+    let document = Html::parse_document(html);
+    let forms = Selector::parse("form").expect("selector");
+    let controls = Selector::parse("input, select, textarea").expect("selector");
+    let options = Selector::parse("option").expect("selector");
+    let in_template = |e: &ElementRef<'_>| {
+        e.ancestors()
+            .any(|a| a.value().as_element().is_some_and(|el| el.name() == "template"))
+    };
+    let disabled = |e: &ElementRef<'_>| {
+        e.value().attr("disabled").is_some()
+            || e.ancestors().any(|a| {
+                a.value()
+                    .as_element()
+                    .is_some_and(|el| el.name() == "fieldset" && el.attr("disabled").is_some())
+            })
+    };
+    let crlf = |s: &str| s.replace("\r\n", "\n").replace('\r', "\n").replace('\n', "\r\n");
+    let mut out = Vec::new();
+    for form in document.select(&forms).filter(|f| !in_template(f)) {
+        let mut fields = Vec::new();
+        for control in form.select(&controls) {
+            let element = control.value();
+            let Some(name) = element.attr("name") else {
+                continue;
+            };
+            if in_template(&control) || disabled(&control) {
+                continue;
+            }
+            let value = match element.name() {
+                "input" => {
+                    let kind = element.attr("type").unwrap_or("text").to_ascii_lowercase();
+                    let value = element.attr("value").unwrap_or("");
+                    match kind.as_str() {
+                        "checkbox" | "radio" if element.attr("checked").is_none() => continue,
+                        "checkbox" | "radio" => element.attr("value").unwrap_or("on").to_owned(),
+                        "submit" | "button" | "reset" | "image" | "file" => continue,
+                        "hidden" => value.to_owned(),
+                        _ => value.replace(['\r', '\n'], ""),
+                    }
+                }
+                "textarea" => control.text().collect::<String>(),
+                "select" => {
+                    let all: Vec<ElementRef<'_>> = control.select(&options).collect();
+                    let chosen = all
+                        .iter()
+                        .rev()
+                        .find(|o| o.value().attr("selected").is_some())
+                        .or_else(|| all.iter().find(|o| o.value().attr("disabled").is_none()));
+                    let Some(option) = chosen else { continue };
+                    match option.value().attr("value") {
+                        Some(v) => v.to_owned(),
+                        None => option
+                            .text()
+                            .collect::<String>()
+                            .split_ascii_whitespace()
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    }
+                }
+                _ => continue,
+            };
+            fields.push((crlf(name), crlf(&value)));
+        }
+        out.push(HtmlForm {
+            method: form.value().attr("method").unwrap_or("get").to_ascii_lowercase(),
+            action: form.value().attr("action").unwrap_or("").to_owned(),
+            fields,
+        });
+    }
+    out
+}
+
+/// The form of `html` whose action is `action`.
+pub fn html_form(html: &str, action: &str) -> HtmlForm {
+    html_forms(html)
+        .into_iter()
+        .find(|f| f.action == action)
+        .unwrap_or_else(|| panic!("no form with action {action:?} in:\n{html}"))
+}
+
+/// What a [`WebBrowser`] got back.
+#[derive(Debug)]
+pub struct WebPage {
+    pub status: u16,
+    pub location: String,
+    pub body: String,
+}
+
+/// A browser without JavaScript over a real socket: keeps cookies, sends `Origin` with posts,
+/// follows no redirect. One server for many requests, so suites of thousands stay fast.
+pub struct WebBrowser {
+    pub base: String,
+    http: reqwest::Client,
+    pub cookies: std::collections::BTreeMap<String, String>,
+}
+
+impl WebBrowser {
+    pub fn new(server: &RealServer) -> WebBrowser {
+        WebBrowser {
+            base: server.url.clone(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("HTTP client"),
+            cookies: Default::default(),
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> WebPage {
+        let request = self.http.get(format!("{}{path}", self.base));
+        self.send(request).await
+    }
+
+    /// Posts fields as `application/x-www-form-urlencoded`, as a browser does.
+    pub async fn post(&mut self, path: &str, fields: &[(String, String)]) -> WebPage {
+        let body = serde_urlencoded::to_string(fields).expect("encode form");
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("origin", self.base.as_str())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        self.send(request).await
+    }
+
+    /// Signs in with the sign-in form.
+    pub async fn sign_in(&mut self, email: &str, password: &str) {
+        let page = self.get("/sign-in").await;
+        let mut form = html_form(&page.body, "/sign-in").fields;
+        for (name, value) in &mut form {
+            match name.as_str() {
+                "email" => *value = email.to_owned(),
+                "password" => *value = password.to_owned(),
+                _ => {}
+            }
+        }
+        let page = self.post("/sign-in", &form).await;
+        assert_eq!(page.status, 303, "sign-in: {}", page.body);
+    }
+
+    async fn send(&mut self, mut request: reqwest::RequestBuilder) -> WebPage {
+        if !self.cookies.is_empty() {
+            let cookie = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            request = request.header("cookie", cookie);
+        }
+        let response = request.send().await.expect("request");
+        for value in response.headers().get_all("set-cookie") {
+            let value = value.to_str().expect("cookie header");
+            let pair = value.split(';').next().expect("cookie pair");
+            let (name, v) = pair.split_once('=').expect("cookie name=value");
+            if value.contains("Max-Age=0") || v.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), v.to_owned());
+            }
+        }
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = response.text().await.expect("body");
+        WebPage {
+            status,
+            location,
+            body,
+        }
+    }
+}

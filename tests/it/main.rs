@@ -8,6 +8,7 @@ mod api_projects;
 mod api_segments;
 mod api_transfer;
 mod cli;
+mod hardening;
 mod helpers;
 mod keys;
 mod ofrep;

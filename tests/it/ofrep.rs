@@ -695,9 +695,14 @@ async fn contexts_are_never_stored() {
     let web = Web::new().await;
     let marker = "ctx-marker-5d1e9b";
     let context = json!({"targetingKey": marker, "email": format!("{marker}@example.com")});
-    bulk(&web, &web.client, context.clone(), &[]).await;
-    evaluate(&web, &web.client, "new-checkout", context.clone()).await;
-    send(
+    // Each path evaluated the context (a refused request would prove nothing).
+    let reply = bulk(&web, &web.client, context.clone(), &[]).await;
+    assert_eq!(reply.status, 200, "bulk: {}", reply.body);
+    assert!(flag(&reply, "new-checkout").is_some(), "{}", reply.body);
+    let reply = evaluate(&web, &web.client, "new-checkout", context.clone()).await;
+    assert_eq!(reply.status, 200, "single: {}", reply.body);
+    assert_eq!(reply.body["key"], "new-checkout", "{}", reply.body);
+    let reply = send(
         &web.app,
         "GET",
         &format!("/client/v1/{}/{}", web.client, encode(&context)),
@@ -705,6 +710,8 @@ async fn contexts_are_never_stored() {
         None,
     )
     .await;
+    assert_eq!(reply.status, 200, "client GET: {}", reply.body);
+    assert!(reply.body.is_object(), "{}", reply.body);
     // Let any background flush of evaluation counts happen, then read every file of the data dir.
     flagstaff::events::flush(&web.app.state).await.expect("flush");
     let mut dirs = vec![web.app.dir.path().to_owned()];

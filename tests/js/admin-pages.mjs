@@ -177,7 +177,7 @@ try {
   await page.select(`${rule} select[name$=".clauses[0].op"]`, 'ends_with');
   await page.type(`${rule} textarea[name$=".clauses[0].values"]`, '@acme.com');
   await page.select(`${rule} select[name$="].serve"]`, 'on');
-  await page.select('select[name="fallthrough.serve"]', 'rollout');
+  await page.select('select[name="fallthrough.serve"]', '*rollout');
   const rolloutVisible = await page.$eval('#rollout-fallthrough', (f) => !f.hidden);
   check(rolloutVisible, 'choosing a rollout shows the weights');
   await page.$eval('input[name="fallthrough.rollout.weight.on"]', (i) => { i.value = '30'; i.dispatchEvent(new Event('input', { bubbles: true })); });

@@ -411,3 +411,67 @@ fn validation_errors_serialize_as_path_and_message() {
         json!({"path": "flags[0].key", "message": "bad"})
     );
 }
+
+/// What the admin pages show in a one-line field must be one line, what they show in a textarea
+/// must not hold a carriage return or NUL (an HTML parser turns both into something else), and
+/// an optional text is left out rather than empty: so a page posted back untouched stores
+/// exactly what it showed. Everything else (commas, quotes, tabs, `<script>`, spaces at the
+/// ends, unicode) is kept as given.
+#[test]
+fn texts_the_pages_could_not_show_unchanged_are_refused_at_their_path() {
+    let errors = errors_of(json!({
+      "flagstaff": 1,
+      "project": {"key": "shop"},
+      "environments": [{"key": "production"}],
+      "segments": [{"key": "beta", "name": "Beta\nTesters", "description": "a\r\nb",
+                    "rules": [{"clauses": [{"attribute": "e\nmail", "op": "exists"}]}]}],
+      "flags": [{
+        "key": "f", "name": "New\ncheckout", "description": "nul\u{0}", "type": "string",
+        "variations": [{"key": "a", "value": "line\r\nbreak", "name": ""},
+                       {"key": "b", "value": "fine\nwith \"lines\", <script>", "name": " Doe, Jane\t"}],
+        "environments": {"production": {
+          "rules": [{"description": "", "clauses": [{"attribute": "plan", "op": "in", "values": ["x"]}],
+                     "serve": {"rollout": {"salt": "", "variations": [
+                         {"variation": "a", "weight": 50000}, {"variation": "a", "weight": 50000}]}}},
+                    {"description": "two\nlines", "clauses": [{"attribute": "plan", "op": "in", "values": ["x"]}],
+                     "serve": {"rollout": {"bucket_by": "org\r", "salt": "s\n", "variations": [
+                         {"variation": "a", "weight": 100000}]}}}]
+        }}
+      }]
+    }));
+    let production = "flags[0].environments.production";
+    for (path, starts) in [
+        ("segments[0].name".to_owned(), "must be one line"),
+        ("segments[0].description".to_owned(), "line breaks must be"),
+        (
+            "segments[0].rules[0].clauses[0].attribute".to_owned(),
+            "must be one line",
+        ),
+        ("flags[0].name".to_owned(), "must be one line"),
+        ("flags[0].description".to_owned(), "line breaks must be"),
+        ("flags[0].variations[0].value".to_owned(), "line breaks must be"),
+        ("flags[0].variations[0].name".to_owned(), "must not be empty"),
+        (format!("{production}.rules[0].description"), "must not be empty"),
+        (
+            format!("{production}.rules[0].serve.rollout.salt"),
+            "must not be empty",
+        ),
+        (
+            format!("{production}.rules[0].serve.rollout.variations[1].variation"),
+            "variation \"a\" is already in this rollout",
+        ),
+        (format!("{production}.rules[1].description"), "must be one line"),
+        (
+            format!("{production}.rules[1].serve.rollout.bucket_by"),
+            "must be one line",
+        ),
+        (
+            format!("{production}.rules[1].serve.rollout.salt"),
+            "must be one line",
+        ),
+    ] {
+        let message = message_at(&errors, &path);
+        assert!(message.starts_with(starts), "{path}: {message}");
+    }
+    assert_eq!(errors.len(), 13, "nothing else: {errors:#?}");
+}

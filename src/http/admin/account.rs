@@ -99,13 +99,13 @@ async fn sign_in_page(
 ) -> Result<HttpResponse, PageError> {
     let next = safe_next(query.next.as_deref());
     if current.is_some() {
-        return Ok(see_other(next));
+        return Ok(see_other(&next));
     }
     let state = session::state(&req)?;
     if state.store.read(users::count).await? == 0 {
         return ok_setup_hint(&state, &req).await;
     }
-    sign_in_response(&state, &req, StatusCode::OK, "", next, None)
+    sign_in_response(&state, &req, StatusCode::OK, "", &next, None)
 }
 
 async fn ok_setup_hint(state: &AppState, req: &HttpRequest) -> Result<HttpResponse, PageError> {
@@ -150,7 +150,7 @@ async fn sign_in(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Pag
     let form = read_form(&req, &body)?;
     let email = form.text("email").to_owned();
     let password = form.get("password").unwrap_or("").to_owned();
-    let next = safe_next(form.get("next")).to_owned();
+    let next = safe_next(form.get("next"));
     let cookie = req
         .cookie(SIGN_IN_COOKIE)
         .map(|c| c.value().to_owned())

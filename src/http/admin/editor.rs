@@ -19,7 +19,7 @@ use flagstaff_eval::model::{
 use serde_json::Value;
 
 use super::flags::{needs_confirmation, summary};
-use super::form::{Form, list};
+use super::form::{Form, is_plain_line, keys, list, list_text};
 use super::projects::frame;
 use super::session::{self, AdminSession, Posted};
 use super::view::{FieldErrors, Layout, display_name};
@@ -104,16 +104,16 @@ impl ClauseRow {
         ClauseRow {
             attribute: c.attribute.clone().unwrap_or_default(),
             op: op_code(c.op).to_owned(),
-            values: values_text(&c.values),
+            values: values_text(c.op, &c.values),
             negate: c.negate,
         }
     }
 
     fn from_form(form: &Form, prefix: &str) -> ClauseRow {
         ClauseRow {
-            attribute: form.text(&format!("{prefix}.attribute")).to_owned(),
+            attribute: form.line(&format!("{prefix}.attribute")).to_owned(),
             op: form.text(&format!("{prefix}.op")).to_owned(),
-            values: form.get(&format!("{prefix}.values")).unwrap_or("").to_owned(),
+            values: form.multiline(&format!("{prefix}.values")),
             negate: form.checked(&format!("{prefix}.negate")),
         }
     }
@@ -155,18 +155,24 @@ impl ClauseRow {
     }
 }
 
-/// Clause values as text: one per line when they are all single-line strings, else a JSON array.
-fn values_text(values: &[Value]) -> String {
+/// Clause values as text: one per line when they are all strings that read back unchanged
+/// ([`is_plain_line`]), else a JSON array.
+fn values_text(op: Op, values: &[Value]) -> String {
     let simple: Option<Vec<&str>> = values
         .iter()
-        .map(|v| {
-            v.as_str()
-                .filter(|s| !s.contains('\n') && s.trim() == *s && !s.is_empty() && !s.starts_with('['))
-        })
+        .map(|v| v.as_str().filter(|s| is_plain_line(s)))
         .collect();
     match simple {
-        Some(lines) => lines.join("\n"),
-        None => Value::Array(values.to_vec()).to_string(),
+        // One per line reads back as strings, except what these operators read as numbers.
+        Some(lines)
+            if !matches!(op, Op::Lt | Op::Lte | Op::Gt | Op::Gte | Op::Before | Op::After)
+                || lines
+                    .iter()
+                    .all(|l| l.parse::<i64>().is_err() && l.parse::<f64>().is_err()) =>
+        {
+            lines.join("\n")
+        }
+        _ => Value::Array(values.to_vec()).to_string(),
     }
 }
 
@@ -223,14 +229,19 @@ pub fn parse_clauses(rows: &[ClauseRow], prefix: &str, errors: &mut FieldErrors)
 // ---------------------------------------------------------------------------------------------
 // Serving: a variation or a rollout
 
+/// The serve choice that means "a percentage rollout": not a possible variation key (those
+/// start with a letter or a digit), so a variation may be called `rollout`.
+pub const ROLLOUT_CHOICE: &str = "*rollout";
+
 /// What a rule or the fallthrough serves, as typed.
 #[derive(Debug, Clone, Default)]
 pub struct ServeForm {
-    /// A variation key, or `rollout`.
+    /// A variation key, or [`ROLLOUT_CHOICE`].
     pub choice: String,
     pub bucket_by: String,
     pub salt: String,
-    /// (variation key, percent as typed)
+    /// (variation key, percent as typed), in the rollout's order: the variations it lists
+    /// first, then the others with an empty percent (not listed; `0` lists one at 0%).
     pub weights: Vec<(String, String)>,
 }
 
@@ -246,21 +257,23 @@ fn percent_text(weight: i64) -> String {
 
 impl ServeForm {
     fn from_serve(serve: Option<&Serve>, variations: &[Variation], default_choice: &str) -> ServeForm {
+        // The order of a rollout's variations decides who gets which: it is kept as stored.
         let weights_of = |rollout: Option<&Rollout>| {
-            variations
+            let listed = rollout.map(|r| r.variations.as_slice()).unwrap_or_default();
+            let mut weights: Vec<(String, String)> = listed
                 .iter()
-                .map(|v| {
-                    let w = rollout
-                        .and_then(|r| r.variations.iter().find(|w| w.variation == v.key))
-                        .map(|w| percent_text(w.weight))
-                        .unwrap_or_else(|| "0".to_owned());
-                    (v.key.clone(), w)
-                })
-                .collect()
+                .map(|w| (w.variation.clone(), percent_text(w.weight)))
+                .collect();
+            for v in variations {
+                if !listed.iter().any(|w| w.variation == v.key) {
+                    weights.push((v.key.clone(), String::new()));
+                }
+            }
+            weights
         };
         match serve {
             Some(Serve::Rollout(r)) => ServeForm {
-                choice: "rollout".into(),
+                choice: ROLLOUT_CHOICE.into(),
                 bucket_by: r.bucket_by.clone().unwrap_or_default(),
                 salt: r.salt.clone().unwrap_or_default(),
                 weights: weights_of(Some(r)),
@@ -278,27 +291,23 @@ impl ServeForm {
         }
     }
 
-    fn from_form(form: &Form, prefix: &str, variations: &[Variation]) -> ServeForm {
+    fn from_form(form: &Form, prefix: &str) -> ServeForm {
         ServeForm {
             choice: form.text(&format!("{prefix}.serve")).to_owned(),
-            bucket_by: form.text(&format!("{prefix}.rollout.bucket_by")).to_owned(),
-            salt: form.text(&format!("{prefix}.rollout.salt")).to_owned(),
-            weights: variations
-                .iter()
-                .map(|v| {
-                    (
-                        v.key.clone(),
-                        form.text(&format!("{prefix}.rollout.weight.{}", v.key))
-                            .to_owned(),
-                    )
-                })
+            bucket_by: form.line(&format!("{prefix}.rollout.bucket_by")).to_owned(),
+            salt: form.line(&format!("{prefix}.rollout.salt")).to_owned(),
+            // In the order sent: the order of a rollout's variations matters.
+            weights: form
+                .with_prefix(&format!("{prefix}.rollout.weight."))
+                .into_iter()
+                .map(|(key, percent)| (key.to_owned(), percent.trim().to_owned()))
                 .collect(),
         }
     }
 
     /// The serve, or errors at `path` (`rules[0].serve`, `fallthrough`).
     fn parse(&self, path: &str, errors: &mut FieldErrors) -> Option<Serve> {
-        if self.choice != "rollout" {
+        if self.choice != ROLLOUT_CHOICE {
             if self.choice.is_empty() {
                 errors.add(format!("{path}.variation"), "Choose what to serve.");
                 return None;
@@ -310,21 +319,18 @@ impl ServeForm {
         let mut ok = true;
         for (key, text) in &self.weights {
             let text = text.trim().trim_end_matches('%');
-            let percent = if text.is_empty() {
-                Some(0.0)
-            } else {
-                text.parse::<f64>().ok()
-            };
-            match percent {
+            if text.is_empty() {
+                // Not part of the rollout (an explicit 0 is).
+                continue;
+            }
+            match text.parse::<f64>().ok() {
                 Some(p) if (0.0..=100.0).contains(&p) => {
                     let weight = (p * 1000.0).round() as i64;
                     total += weight;
-                    if weight > 0 {
-                        variations.push(WeightedVariation {
-                            variation: key.clone(),
-                            weight,
-                        });
-                    }
+                    variations.push(WeightedVariation {
+                        variation: key.clone(),
+                        weight,
+                    });
                 }
                 _ => {
                     errors.add(
@@ -409,7 +415,12 @@ impl StateForm {
                 .iter()
                 .map(|t| TargetRow {
                     variation: t.variation.clone(),
-                    values: t.values.join("\n"),
+                    // An empty list shows as `[]`: a blank row is one a person left empty.
+                    values: if t.values.is_empty() {
+                        "[]".to_owned()
+                    } else {
+                        list_text(&t.values)
+                    },
                 })
                 .collect(),
             rules: state
@@ -427,7 +438,7 @@ impl StateForm {
         }
     }
 
-    fn from_form(form: &Form, flag: &Flag) -> StateForm {
+    fn from_form(form: &Form) -> StateForm {
         StateForm {
             enabled: form.checked("enabled"),
             off_variation: form.text("off_variation").to_owned(),
@@ -445,7 +456,7 @@ impl StateForm {
                 .into_iter()
                 .map(|i| TargetRow {
                     variation: form.text(&format!("targets[{i}].variation")).to_owned(),
-                    values: form.get(&format!("targets[{i}].values")).unwrap_or("").to_owned(),
+                    values: form.multiline(&format!("targets[{i}].values")),
                 })
                 .filter(|t| !t.values.trim().is_empty())
                 .collect(),
@@ -456,13 +467,13 @@ impl StateForm {
                     let prefix = format!("rules[{i}]");
                     RuleRow {
                         id: form.text(&format!("{prefix}.id")).to_owned(),
-                        description: form.text(&format!("{prefix}.description")).to_owned(),
+                        description: form.line(&format!("{prefix}.description")).to_owned(),
                         clauses: clause_rows(form, &prefix),
-                        serve: ServeForm::from_form(form, &prefix, &flag.variations),
+                        serve: ServeForm::from_form(form, &prefix),
                     }
                 })
                 .collect(),
-            fallthrough: ServeForm::from_form(form, "fallthrough", &flag.variations),
+            fallthrough: ServeForm::from_form(form, "fallthrough"),
             version: form.text("version").to_owned(),
         }
     }
@@ -475,17 +486,19 @@ impl StateForm {
             .iter()
             .map(|p| Prerequisite {
                 flag: p.flag.clone(),
-                variations: list(&p.variations),
+                variations: keys(&p.variations),
             })
             .collect();
-        let targets = self
-            .targets
-            .iter()
-            .map(|t| Target {
-                variation: t.variation.clone(),
-                values: list(&t.values),
-            })
-            .collect();
+        let mut targets = Vec::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            match list(&t.values) {
+                Ok(values) => targets.push(Target {
+                    variation: t.variation.clone(),
+                    values,
+                }),
+                Err(message) => errors.add(format!("targets[{i}].values"), message),
+            }
+        }
         let mut rules = Vec::new();
         for (i, r) in self.rules.iter().enumerate() {
             let path = format!("rules[{i}]");
@@ -547,12 +560,15 @@ pub struct DefinitionForm {
     pub variations: Vec<VariationRow>,
 }
 
-fn value_text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+/// A variation's value as its field shows it: JSON for a JSON flag (even when the value is a
+/// string or a number: it is read back as JSON), the plain text otherwise.
+fn value_text(flag_type: FlagType, value: &Value) -> String {
+    match (flag_type, value) {
+        (FlagType::Json, value) => serde_json::to_string_pretty(value).unwrap_or_default(),
+        (_, Value::String(s)) => s.clone(),
+        (_, Value::Bool(b)) => b.to_string(),
+        (_, Value::Number(n)) => n.to_string(),
+        (_, other) => serde_json::to_string_pretty(other).unwrap_or_default(),
     }
 }
 
@@ -561,7 +577,7 @@ impl DefinitionForm {
         DefinitionForm {
             name: flag.name.clone(),
             description: flag.description.clone(),
-            tags: flag.tags.join(", "),
+            tags: list_text(&flag.tags),
             kind: super::flags::kind_name(flag.kind).to_owned(),
             flag_type: super::flags::type_name(flag.flag_type).to_owned(),
             client_side: flag.is_client_side(),
@@ -573,7 +589,7 @@ impl DefinitionForm {
                 .map(|v| VariationRow {
                     key: v.key.clone(),
                     name: v.name.clone().unwrap_or_default(),
-                    value: value_text(&v.value),
+                    value: value_text(flag.flag_type, &v.value),
                 })
                 .collect(),
         }
@@ -581,9 +597,9 @@ impl DefinitionForm {
 
     fn from_form(form: &Form) -> DefinitionForm {
         DefinitionForm {
-            name: form.text("name").to_owned(),
-            description: form.text("description").to_owned(),
-            tags: form.text("tags").to_owned(),
+            name: form.line("name").to_owned(),
+            description: form.multiline("description"),
+            tags: form.multiline("tags"),
             kind: form.text("kind").to_owned(),
             flag_type: form.text("type").to_owned(),
             client_side: form.checked("client_side"),
@@ -594,12 +610,10 @@ impl DefinitionForm {
                 .into_iter()
                 .map(|i| VariationRow {
                     key: form.text(&format!("variations[{i}].key")).to_owned(),
-                    name: form.text(&format!("variations[{i}].name")).to_owned(),
-                    // Values are not trimmed: a string flag may serve " " on purpose.
-                    value: form
-                        .get(&format!("variations[{i}].value"))
-                        .unwrap_or("")
-                        .to_owned(),
+                    name: form.line(&format!("variations[{i}].name")).to_owned(),
+                    // Values are not trimmed: a string flag may serve " " on purpose. String
+                    // and JSON values are edited in a textarea.
+                    value: form.multiline(&format!("variations[{i}].value")),
                 })
                 .filter(|v| !(v.key.is_empty() && v.name.is_empty() && v.value.is_empty()))
                 .collect(),
@@ -624,6 +638,10 @@ impl DefinitionForm {
                 FlagType::String
             }
         };
+        let tags = list(&self.tags).unwrap_or_else(|message| {
+            errors.add("tags", message);
+            Vec::new()
+        });
         let mut variations = Vec::new();
         for (i, v) in self.variations.iter().enumerate() {
             let path = format!("variations[{i}].value");
@@ -675,7 +693,7 @@ impl DefinitionForm {
             // Left unset when it is the kind's default, so the stored JSON stays minimal.
             client_side: (self.client_side != default_on).then_some(self.client_side),
             temporary: (self.temporary != default_on).then_some(self.temporary),
-            tags: list(&self.tags),
+            tags,
             archived: self.archived,
             environments: Default::default(),
         })
@@ -752,7 +770,7 @@ impl EditorPage {
             weights: self
                 .variations
                 .iter()
-                .map(|(k, _)| (k.clone(), "0".to_owned()))
+                .map(|(k, _)| (k.clone(), String::new()))
                 .collect(),
             ..ServeForm::default()
         }
@@ -943,12 +961,29 @@ async fn save_definition(
                             .find(|c| c.key == v.key)
                             .and_then(|c| c.description.clone());
                     }
+                    // The checkboxes show what is in effect: a switch left as it was keeps how
+                    // it was stored (set to its default, or left out).
+                    if flag.kind == current.kind {
+                        if flag.is_client_side() == current.is_client_side() {
+                            flag.client_side = current.client_side;
+                        }
+                        if flag.is_temporary() == current.is_temporary() {
+                            flag.temporary = current.temporary;
+                        }
+                    }
                     flags::update(tx, &actor, &p, &k, flag)
                 })
                 .await
             {
                 Ok(_) => {
-                    let env = env.map(|e| format!("env={e}&")).unwrap_or_default();
+                    let env = env
+                        .map(|e| {
+                            format!(
+                                "{}&",
+                                serde_urlencoded::to_string([("env", e)]).unwrap_or_default()
+                            )
+                        })
+                        .unwrap_or_default();
                     return Ok(see_other(&format!(
                         "/projects/{project}/flags/{key}?{env}notice=saved"
                     )));
@@ -982,7 +1017,7 @@ async fn save_state(
     let state = session::state(&req)?;
     let (project, key, env) = path.into_inner();
     let loaded = load(&state, &project, &key).await?;
-    let form = StateForm::from_form(&posted.form, &loaded.flag);
+    let form = StateForm::from_form(&posted.form);
     let expected = form.version.parse::<u64>().ok();
     let errors = match form.parse() {
         Ok(new) => {
@@ -1061,14 +1096,29 @@ mod tests {
             vec![Value::from(1_700_000_000_000i64), "2025-01-01T00:00:00Z".into()]
         );
         assert!(parse_values(Op::In, "[not json").is_err());
-        assert_eq!(values_text(&[Value::from("a"), "b".into()]), "a\nb");
-        assert_eq!(values_text(&[Value::from(1), "b".into()]), "[1,\"b\"]");
+        assert_eq!(values_text(Op::In, &[Value::from("a"), "b".into()]), "a\nb");
+        assert_eq!(values_text(Op::In, &[Value::from(1), "b".into()]), "[1,\"b\"]");
+        assert_eq!(
+            values_text(Op::In, &[Value::from(" a"), "b".into()]),
+            "[\" a\",\"b\"]"
+        );
+        for values in [
+            vec![Value::from("Doe, Jane"), "<script>".into(), "12".into()],
+            vec![Value::from(""), " x ".into(), "a\r\nb".into(), "[1]".into()],
+            vec![Value::from(12), "12".into(), true.into()],
+        ] {
+            let shown = values_text(Op::In, &values);
+            assert_eq!(
+                parse_values(Op::In, &super::super::form::multiline(&shown)).unwrap(),
+                values
+            );
+        }
     }
 
     #[test]
     fn weights_are_percentages_that_must_add_up_to_100() {
         let serve = |weights: &[(&str, &str)]| ServeForm {
-            choice: "rollout".into(),
+            choice: ROLLOUT_CHOICE.into(),
             weights: weights
                 .iter()
                 .map(|(k, w)| ((*k).to_owned(), (*w).to_owned()))

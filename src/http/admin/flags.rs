@@ -347,7 +347,15 @@ async fn create(
             variations: starting_variations(flag_type.expect("checked above")),
             client_side: None,
             temporary: None,
-            tags: crate::http::admin::form::list(form.text("tags")),
+            // A new flag's tags are typed on one line, comma-separated; the editor then shows
+            // them one per line (where a tag may hold a comma).
+            tags: form
+                .text("tags")
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect(),
             archived: false,
             environments: Default::default(),
         };
@@ -416,7 +424,7 @@ async fn toggle(
                 .map_err(|_| PageError::bad_request("version must be a number").json(json))?,
         ),
     };
-    let back = super::session::safe_next(posted.form.get("back").filter(|b| !b.is_empty())).to_owned();
+    let back = super::session::safe_next(posted.form.get("back").filter(|b| !b.is_empty()));
     let back = if back == "/projects" {
         format!("/projects/{project}/flags")
     } else {

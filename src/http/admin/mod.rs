@@ -106,7 +106,13 @@ async fn home(session: Option<session::AdminSession>) -> HttpResponse {
 }
 
 /// `303 See Other` to `location` (after a form post, or to another page).
+///
+/// Locations are built from path parameters and form fields, which may hold anything once
+/// decoded: what a header cannot carry (controls, spaces, non-ASCII) is percent-encoded, so the
+/// redirect always goes out (a `%` already there is kept).
 pub(crate) fn see_other(location: &str) -> HttpResponse {
+    const UNSAFE_IN_A_HEADER: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ');
+    let location = percent_encoding::utf8_percent_encode(location, UNSAFE_IN_A_HEADER).to_string();
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, location))
         .finish()

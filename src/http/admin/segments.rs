@@ -8,7 +8,7 @@ use askama::Template;
 use flagstaff_eval::model::{Segment, SegmentRule};
 
 use super::editor::{ClauseRow, OPS, clause_rows, parse_clauses};
-use super::form::{Form, list};
+use super::form::{Form, list, list_text};
 use super::projects::frame;
 use super::session::{self, AdminSession, Posted};
 use super::view::{FieldErrors, Layout, display_name};
@@ -144,8 +144,8 @@ impl SegmentForm {
         SegmentForm {
             name: s.name.clone(),
             description: s.description.clone(),
-            included: s.included.join("\n"),
-            excluded: s.excluded.join("\n"),
+            included: list_text(&s.included),
+            excluded: list_text(&s.excluded),
             rules: s
                 .rules
                 .iter()
@@ -158,10 +158,10 @@ impl SegmentForm {
 
     fn from_form(form: &Form) -> SegmentForm {
         SegmentForm {
-            name: form.text("name").to_owned(),
-            description: form.text("description").to_owned(),
-            included: form.get("included").unwrap_or("").to_owned(),
-            excluded: form.get("excluded").unwrap_or("").to_owned(),
+            name: form.line("name").to_owned(),
+            description: form.multiline("description"),
+            included: form.multiline("included"),
+            excluded: form.multiline("excluded"),
             rules: form
                 .indices("rules")
                 .into_iter()
@@ -185,6 +185,14 @@ impl SegmentForm {
                 clauses: parse_clauses(&r.clauses, &format!("rules[{i}]"), &mut errors),
             })
             .collect();
+        let mut keys = |field: &str, text: &str| {
+            list(text).unwrap_or_else(|message| {
+                errors.add(field, message);
+                Vec::new()
+            })
+        };
+        let included = keys("included", &self.included);
+        let excluded = keys("excluded", &self.excluded);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -192,8 +200,8 @@ impl SegmentForm {
             key: key.to_owned(),
             name: self.name.clone(),
             description: self.description.clone(),
-            included: list(&self.included),
-            excluded: list(&self.excluded),
+            included,
+            excluded,
             rules,
         })
     }

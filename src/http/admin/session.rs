@@ -118,19 +118,58 @@ fn sign_in_location(req: &HttpRequest) -> String {
     format!("/sign-in?{query}")
 }
 
-/// A `next` parameter that stays on this site (a path, not `//host` or `/\host`).
-pub fn safe_next(next: Option<&str>) -> &str {
-    match next {
-        Some(n)
-            if n.starts_with('/')
-                && !n.starts_with("//")
-                && !n.contains('\\')
-                && !n.contains(['\r', '\n']) =>
-        {
-            n
-        }
-        _ => "/projects",
+/// Where a `next` (or `back`) parameter may send the browser: the path, query and fragment it
+/// resolves to, when it stays on this site; `/projects` otherwise.
+///
+/// The decision is made on the target a browser would follow, not on the raw string: the
+/// parameter is resolved as a URL against this server's origin (which drops tabs and newlines,
+/// reads backslashes as slashes and strips leading spaces, as browsers do), and only a
+/// same-origin result whose percent-decoded path cannot be read as `//host` either is accepted.
+/// What is returned is the resolved URL's own serialization, so the `Location` sent is exactly
+/// what was checked.
+pub fn safe_next(next: Option<&str>) -> String {
+    const FALLBACK: &str = "/projects";
+    next.and_then(same_origin_path)
+        .unwrap_or_else(|| FALLBACK.to_owned())
+}
+
+fn same_origin_path(next: &str) -> Option<String> {
+    // A stand-in for this server's origin: only the path of what resolves onto it is kept.
+    const ORIGIN: &str = "http://flagstaff.invalid/";
+    // No legitimate target holds a control character; a browser would drop some of them.
+    if next.chars().any(char::is_control) {
+        return None;
     }
+    let base = url::Url::parse(ORIGIN).expect("the stand-in origin is a valid URL");
+    // Only a path on this site: never a scheme, a host or a scheme-relative `//host`.
+    let cleaned: String = next
+        .trim_start_matches(|c: char| c <= ' ')
+        .chars()
+        .map(|c| if c == '\\' { '/' } else { c })
+        .collect();
+    if !cleaned.starts_with('/') || cleaned.starts_with("//") {
+        return None;
+    }
+    let target = base.join(next).ok()?;
+    if target.origin() != base.origin() || target.username() != "" || target.password().is_some() {
+        return None;
+    }
+    // `/%2F/host` or `/%5C/host` is harmless to a browser, but a proxy or a later redirect
+    // that decodes the path would turn it into `//host`.
+    let decoded = percent_encoding::percent_decode_str(target.path()).decode_utf8_lossy();
+    if decoded.starts_with("//") || decoded.contains(['\\', '\t', '\n', '\r']) {
+        return None;
+    }
+    let mut out = target.path().to_owned();
+    if let Some(query) = target.query() {
+        out.push('?');
+        out.push_str(query);
+    }
+    if let Some(fragment) = target.fragment() {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    Some(out)
 }
 
 async fn load(req: &HttpRequest) -> Result<AdminSession, PageError> {
@@ -359,14 +398,35 @@ mod tests {
 
     #[test]
     fn next_stays_on_this_site() {
-        assert_eq!(
-            safe_next(Some("/projects/shop/flags?q=a")),
-            "/projects/shop/flags?q=a"
-        );
+        for (next, expected) in [
+            ("/projects/shop/flags?q=a", "/projects/shop/flags?q=a"),
+            ("/ok?next=//x", "/ok?next=//x"),
+            (
+                "/projects/shop/flags/a%2Cb#rules",
+                "/projects/shop/flags/a%2Cb#rules",
+            ),
+            ("/a/../b", "/b"),
+        ] {
+            assert_eq!(safe_next(Some(next)), expected, "{next:?}");
+        }
         for bad in [
             "//evil.example",
             "https://evil.example",
             "/\\evil.example",
+            "\\\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            " //evil.example",
+            "/%09/evil.example",
+            "/%5C/evil.example",
+            "/%2F/evil.example",
+            "/.//evil.example",
+            "/..//evil.example",
+            "https:evil.example",
+            "http:evil.example",
+            "javascript:alert(1)",
+            "JaVaScRiPt:alert(1)",
+            "projects",
             "",
             "/x\r\nSet-Cookie: a=b",
         ] {

@@ -20,7 +20,7 @@ pub async fn bundle(
     let snapshot = state
         .snapshots
         .get(key.environment_id)
-        .ok_or_else(|| ApiError::NotFound("the key's environment".into()))?;
+        .ok_or_else(crate::http::auth::environment_gone)?;
     // `must-revalidate` lets a shared cache store a response to a request with Authorization
     // (RFC 9111 §3.5) and makes it ask us, with the caller's key, once `max-age` has passed.
     let cache_control = match state.settings.serve.bundle_max_age {

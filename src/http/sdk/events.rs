@@ -20,6 +20,22 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const MAX_COUNTS: usize = 10_000;
 /// Largest `count` of one entry.
 pub const MAX_COUNT: u64 = 1_000_000_000_000;
+/// What a client key may report. A client key ships in web pages, so anyone can post with it;
+/// these bounds keep what it can add to insights and to the stale-flag list to what browsers
+/// could really have evaluated. (The browser SDK, `/sdk/flagstaff.js`, reports nothing: the
+/// server counts the evaluations it answers itself. These bounds are for a page that counts
+/// its own.) docs/sdk-protocol.md states them.
+pub mod client_limits {
+    /// Most entries in one batch.
+    pub const MAX_COUNTS: usize = 500;
+    /// Largest `count` of one entry.
+    pub const MAX_COUNT: u64 = 1_000;
+    /// Largest sum of a batch's counts.
+    pub const MAX_BATCH_TOTAL: u64 = 10_000;
+    /// Largest sum of the counts one client key reports in one clock hour (UTC).
+    pub const MAX_PER_HOUR: u64 = 1_000_000;
+}
+
 /// Longest flag key or variant key (the model's limit for flag keys).
 const MAX_KEY_LEN: usize = 128;
 
@@ -50,11 +66,14 @@ pub async fn events(
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}"), None))?;
     let batch = Batch::parse(&value)?;
+    if key.kind == KeyKind::Client {
+        batch.check_client_limits()?;
+    }
 
     let snapshot = state
         .snapshots
         .get(key.environment_id)
-        .ok_or_else(|| ApiError::NotFound("the key's environment".into()))?;
+        .ok_or_else(crate::http::auth::environment_gone)?;
     // A client's clock may run ahead: nothing is counted in the future.
     let at = batch.end.min(crate::store::now_ms());
     let known = |c: &Count<'_>| {
@@ -66,7 +85,27 @@ pub async fn events(
     };
     let (counts, ignored): (Vec<Count<'_>>, Vec<Count<'_>>) = batch.counts.into_iter().partition(known);
     let accepted = counts.len();
-    crate::metrics::record_evaluations(crate::metrics::Source::Sdk, counts.iter().map(|c| c.count).sum());
+    let total: u64 = counts.iter().map(|c| c.count).sum();
+    if key.kind == KeyKind::Client {
+        let now = crate::store::now_ms();
+        state
+            .events
+            .reserve_client_report(key.id, now, total, client_limits::MAX_PER_HOUR)
+            .map_err(|used| {
+                let next_hour_ms = (crate::events::hour_of(now) + 3_600) * 1000;
+                ApiError::TooManyRequests {
+                    message: format!(
+                        "this client key has reported {used} evaluations this hour; a client key may \
+                         report at most {} per hour, and this batch has {total}",
+                        client_limits::MAX_PER_HOUR
+                    ),
+                    retry_after: u64::try_from((next_hour_ms - now + 999) / 1000)
+                        .unwrap_or(1)
+                        .max(1),
+                }
+            })?;
+    }
+    crate::metrics::record_evaluations(crate::metrics::Source::Sdk, total);
     state
         .events
         .record(key.environment_id, at, counts.into_iter().filter(|c| c.count > 0));
@@ -109,6 +148,37 @@ impl<'a> Batch<'a> {
             .map(|(i, entry)| count(i, entry))
             .collect::<Result<_, _>>()?;
         Ok(Batch { end, counts })
+    }
+
+    /// Refuses a client key's batch beyond [`client_limits`], naming the limit.
+    fn check_client_limits(&self) -> Result<(), ApiError> {
+        use client_limits::{MAX_BATCH_TOTAL, MAX_COUNT, MAX_COUNTS};
+        if self.counts.len() > MAX_COUNTS {
+            return Err(ApiError::bad_request(
+                format!(
+                    "counts has {} entries; a client key may send at most {MAX_COUNTS} per request",
+                    self.counts.len()
+                ),
+                Some("counts"),
+            ));
+        }
+        if let Some(i) = self.counts.iter().position(|c| c.count > MAX_COUNT) {
+            return Err(ApiError::bad_request(
+                format!("count must be a whole number from 0 to {MAX_COUNT} for a client key"),
+                Some(&format!("counts[{i}].count")),
+            ));
+        }
+        let total: u64 = self.counts.iter().map(|c| c.count).sum();
+        if total > MAX_BATCH_TOTAL {
+            return Err(ApiError::bad_request(
+                format!(
+                    "the counts add up to {total}; a client key may report at most {MAX_BATCH_TOTAL} \
+                     evaluations per request"
+                ),
+                Some("counts"),
+            ));
+        }
+        Ok(())
     }
 }
 

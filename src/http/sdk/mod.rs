@@ -3,7 +3,7 @@
 //! revisions, and the intake of aggregated evaluation counts. Nothing here touches SQLite.
 
 mod bundle;
-mod events;
+pub mod events;
 mod stream;
 
 use actix_web::web::{self, ServiceConfig};

@@ -41,7 +41,7 @@ pub async fn stream(
     let snapshot = state
         .snapshots
         .get(key.environment_id)
-        .ok_or_else(|| ApiError::NotFound("the key's environment".into()))?;
+        .ok_or_else(crate::http::auth::environment_gone)?;
     let last_event_id = req
         .headers()
         .get("last-event-id")

@@ -3,8 +3,11 @@
 
 mod api_session;
 mod browser;
+mod form_fuzz;
 mod manage;
 mod pages;
+mod redirects;
+mod round_trip;
 mod sign_in;
 
 use std::collections::BTreeMap;

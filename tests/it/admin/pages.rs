@@ -373,7 +373,7 @@ async fn the_editor_saves_rules_rollouts_and_targets_and_shows_errors_beside_fie
             ("rules[7].clauses[4].op", "matches".to_owned()),
             ("rules[7].clauses[4].values", regex.to_owned()),
             ("rules[7].serve", "on".to_owned()),
-            ("fallthrough.serve", "rollout".to_owned()),
+            ("fallthrough.serve", "*rollout".to_owned()),
             ("fallthrough.rollout.weight.on", on.to_owned()),
             ("fallthrough.rollout.weight.off", "75".to_owned()),
         ]
