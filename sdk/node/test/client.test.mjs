@@ -101,6 +101,18 @@ test('reads never throw: unknown flags, wrong types, odd contexts give the defau
   // Null and undefined contexts are empty ones; Dates read as RFC 3339 strings.
   assert.equal(client.evaluate('new-checkout', null).reason, 'DEFAULT');
   assert.equal(client.evaluate('new-checkout', { targetingKey: 'u-staff', at: new Date() }).variant, 'on');
+  // A prepared context: read after read, across a configuration change, and not the object's later changes.
+  const mutable = { targetingKey: 'u-staff' };
+  const prepared = client.context(mutable);
+  mutable.targetingKey = 'u-5';
+  assert.equal(client.boolValue('new-checkout', prepared, false), true);
+  assert.equal(client.boolValue('new-checkout', mutable, true), false);
+  assert.throws(() => client.context(cyclic), /JSON object/);
+  assert.throws(() => client.context(['u-1']), /JSON object/);
+  // The same text twice, then another: each read sees its own context.
+  assert.equal(client.boolValue('new-checkout', { targetingKey: 'u-staff' }, false), true);
+  assert.equal(client.boolValue('new-checkout', { targetingKey: 'u-staff' }, false), true);
+  assert.equal(client.boolValue('new-checkout', { targetingKey: 'u-5' }, true), false);
   const all = client.allFlags(staff);
   assert.deepEqual(Object.keys(all), ['banner', 'new-checkout', 'price', 'split', 'theme']);
   assert.equal(all['new-checkout'].ruleId, 'staff');
