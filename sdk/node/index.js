@@ -342,7 +342,10 @@ class Flagstaff extends EventEmitter {
     };
   }
 
-  /** Stops the background work after sending the counts not yet sent (at most 2 s). Reads keep working. */
+  /**
+   * Stops the background work after sending the counts not yet sent (at most 2 s) and finishing
+   * a cache file write under way. Reads keep working.
+   */
   async close() {
     if (this._closed) return;
     this._closed = true;
@@ -350,6 +353,9 @@ class Flagstaff extends EventEmitter {
     for (const timer of this._timers) clearInterval(timer);
     if (this._options.sendEvents) await this._sendEvents(2000).catch(() => {});
     if (this._streamTask) await this._streamTask.catch(() => {});
+    // A refresh in flight may still install and save; nothing is left running after close().
+    if (this._refreshing) await this._refreshing.catch(() => {});
+    if (this._cacheWrite) await this._cacheWrite;
   }
 
   // ----- loading and installing ------------------------------------------------------------
@@ -402,23 +408,33 @@ class Flagstaff extends EventEmitter {
     if (old) {
       // Reads are synchronous: nothing reads the old engine any more.
       this._gather(old);
-      this.emit('change', { revision: engine.revision, flags: engine.changedSince(old), source });
+      this._tell('change', { revision: engine.revision, flags: engine.changedSince(old), source });
     }
   }
 
   _saveCache(bytes) {
     const file = this._options.cacheFile;
     if (!file) return;
+    const etag = this._etag;
     this._cacheWrite = (this._cacheWrite || Promise.resolve())
-      .then(() => writeCache(file, this._fingerprint, this._etag, bytes))
+      .then(() => writeCache(file, this._fingerprint, etag, bytes))
       .catch((e) => this._log.warn(`flagstaff: cannot write the cache file ${file}: ${e.message}`));
   }
 
   _setConnected(connected, reason) {
     if (connected === this._connected) return;
     this._connected = connected;
-    if (connected) this.emit('connected');
-    else this.emit('disconnected', { reason });
+    if (connected) this._tell('connected');
+    else this._tell('disconnected', { reason });
+  }
+
+  /** Emits an event; a listener that throws is logged, never allowed to break the updates. */
+  _tell(event, ...args) {
+    try {
+      this.emit(event, ...args);
+    } catch (e) {
+      this._log.warn(`flagstaff: a '${event}' listener threw: ${e && e.stack ? e.stack : e}`);
+    }
   }
 
   /**

@@ -54,6 +54,9 @@ test('a toggle through the API reaches the client over the stream, and the cache
 
   const changes = [];
   client.on('change', (c) => changes.push(c));
+  client.on('change', () => {
+    throw new Error('a listener that fails does not stop the updates');
+  });
   await server.toggle('new-checkout', false);
   await until('the change', () => changes.length > 0);
   assert.deepEqual(changes[0].flags, ['new-checkout']);
@@ -64,6 +67,7 @@ test('a toggle through the API reaches the client over the stream, and the cache
   assert.deepEqual(fs.readdirSync(path.dirname(cacheFile)), ['flags.json']);
   await server.toggle('new-checkout', true);
   await until('the change back', () => client.boolValue('new-checkout', staff, false));
+  await client.close();
 });
 
 test('reads never throw: unknown flags, wrong types, odd contexts give the default and a reason', async (t) => {
@@ -146,6 +150,7 @@ test('start tries the sources in order and says what each answered', async (t) =
   // Options that cannot work are refused at once.
   await assert.rejects(Flagstaff.start({ url: 'ftp://x', key: 'k' }), /http or https/);
   await assert.rejects(Flagstaff.start({ url: server.url, key: '' }), /options.key/);
+  await client.close();
 });
 
 test('with the server down the cache file serves, then the client catches up', async (t) => {
@@ -178,6 +183,7 @@ test('with the server down the cache file serves, then the client catches up', a
   assert.equal(client.boolValue('new-checkout', staff, true), false);
   assert.equal(client.status().source, `server ${own.url}`);
   await until('the cache file to follow', () => cachedRevision(cacheFile) === changes[0].revision);
+  await client.close();
 });
 
 test('the client resumes after the server is killed and restarted', async (t) => {
