@@ -110,6 +110,8 @@ const fmt = (ns) => (ns >= 1000 ? `${(ns / 1000).toFixed(2)} µs` : `${ns.toFixe
 async function memoryChild(key) {
   // Runs in a fresh process: the client's memory apart from everything else this script holds.
   const gc = globalThis.gc;
+  // fetch (undici) loads on first use: not the client's memory.
+  await (await fetch(`${url}/healthz`)).arrayBuffer();
   gc();
   await new Promise((r) => setTimeout(r, 50));
   gc();
@@ -121,19 +123,40 @@ async function memoryChild(key) {
   const after = process.memoryUsage();
   const flags = client.flagKeys().length;
   await client.close();
+  // What one more configuration held costs, apart from the one-off growth of the process (the
+  // allocator keeps what parsing used): 10 more engines from the same bundle, per engine.
+  const { Engine } = require('./native.js');
+  const bytes = Buffer.from(await (await fetch(`${url}/sdk/v1/bundle`, { headers: { Authorization: `Bearer ${key}` } })).arrayBuffer());
+  const held = [new Engine(bytes)];
+  gc();
+  const rss0 = process.memoryUsage().rss;
+  for (let i = 0; i < 10; i++) held.push(new Engine(bytes));
+  gc();
+  const perEngine = (process.memoryUsage().rss - rss0) / 10;
   const mib = (b) => b / 1048576;
   console.log(JSON.stringify({
     flags,
+    bundle: mib(bytes.length),
     rss: mib(after.rss - before.rss),
     heapUsed: mib(after.heapUsed - before.heapUsed),
     external: mib(after.external - before.external),
+    perEngine: mib(perEngine),
+    engines: held.length,
   }));
+}
+
+function memoryFigure(key) {
+  console.log('== memory of a client holding 1,001 flags (fresh process, after GC)');
+  const memory = JSON.parse(execFileSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), url, admin, 'memory', key], { encoding: 'utf8' }));
+  console.log(`flags ${memory.flags} (bundle ${memory.bundle.toFixed(2)} MiB): a started client: RSS +${memory.rss.toFixed(1)} MiB, JS heap +${memory.heapUsed.toFixed(2)} MiB, external +${memory.external.toFixed(2)} MiB`);
+  console.log(`each further compiled configuration held: RSS +${memory.perEngine.toFixed(2)} MiB`);
 }
 
 async function main() {
   if (mode === 'memory') return memoryChild(process.argv[5]);
   await api('POST', '/api/v1/import', thousandFlags());
   const { key } = await api('POST', '/api/v1/projects/bench/environments/production/keys', { kind: 'server', name: 'node bench' });
+  if (process.env.FLAGSTAFF_NODE_BENCH_MEMORY_ONLY === '1') return memoryFigure(key);
   const client = await Flagstaff.start({ url, key, sendEvents: false, pollIntervalMs: 3600000 });
   const ctx = { targetingKey: 'user-1234', email: 'ada@example.com', plan: 'free', country: 'US', version: '1.4.2' };
   console.log('== boolValue, 5-attribute context (falls through all three rules to a rollout)');
@@ -167,26 +190,36 @@ async function main() {
   console.log(`@openfeature/ofrep-provider 0.1.3   ${viaOfrep.toFixed(1)} µs per awaited call (one HTTP request each)`);
   console.log(`   ratio ofrep-provider / boolValue: ${Math.round((viaOfrep * 1000) / bool.wall)}x`);
 
-  console.log('== memory of a client holding 1,001 flags (fresh process, after GC)');
-  const memory = JSON.parse(execFileSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), url, admin, 'memory', key], { encoding: 'utf8' }));
-  console.log(`flags ${memory.flags}: RSS +${memory.rss.toFixed(1)} MiB, JS heap +${memory.heapUsed.toFixed(2)} MiB, external +${memory.external.toFixed(2)} MiB`);
+  memoryFigure(key);
 
   const samples = Number(process.env.FLAGSTAFF_NODE_LATENCY_SAMPLES || 200);
-  console.log(`== toggle → SDK over the stream, ${samples} toggles of new-checkout`);
-  await new Promise((r) => setTimeout(r, 200));
-  const latencies = [];
-  for (let i = 0; i < samples; i++) {
-    const changed = new Promise((resolve) => client.once('change', () => resolve(process.hrtime.bigint())));
-    const t0 = process.hrtime.bigint();
-    await api('PATCH', '/api/v1/projects/bench/flags/new-checkout/environments/production', { enabled: i % 2 === 1 });
-    const answered = process.hrtime.bigint();
-    const t1 = await changed;
-    latencies.push([Number(t1 - t0) / 1e6, Number(t1 - answered) / 1e6]);
+  // Each toggle is fetched and compiled whole: measured with this 1,001-flag bundle and with a
+  // small project (one flag), as the Rust SDK's figure is.
+  await api('POST', '/api/v1/import', {
+    flagstaff: 1, project: { key: 'small', name: 'Small' }, environments: [{ key: 'production', name: 'Production' }],
+    flags: [{ key: 'new-checkout', type: 'boolean', variations: [{ key: 'on', value: true }, { key: 'off', value: false }],
+      environments: { production: { enabled: true, fallthrough: { variation: 'on' } } } }],
+  });
+  const small = await api('POST', '/api/v1/projects/small/environments/production/keys', { kind: 'server', name: 'node bench' });
+  const smallClient = await Flagstaff.start({ url, key: small.key, sendEvents: false, pollIntervalMs: 3600000 });
+  for (const [project, c] of [['bench', client], ['small', smallClient]]) {
+    console.log(`== toggle → SDK over the stream, ${samples} toggles of new-checkout in ${project} (${c.flagKeys().length} flags)`);
+    await new Promise((r) => setTimeout(r, 200));
+    const latencies = [];
+    for (let i = 0; i < samples; i++) {
+      const changed = new Promise((resolve) => c.once('change', () => resolve(process.hrtime.bigint())));
+      const t0 = process.hrtime.bigint();
+      await api('PATCH', `/api/v1/projects/${project}/flags/new-checkout/environments/production`, { enabled: i % 2 === 1 });
+      const answered = process.hrtime.bigint();
+      const t1 = await changed;
+      latencies.push([Number(t1 - t0) / 1e6, Number(t1 - answered) / 1e6]);
+    }
+    const sent = latencies.map((l) => l[0]).sort((a, b) => a - b);
+    const afterAnswer = latencies.map((l) => l[1]).sort((a, b) => a - b);
+    console.log(`toggle sent → SDK holds it: median ${median(sent).toFixed(1)} ms, p99 ${percentile(sent, 99).toFixed(1)} ms, max ${sent.at(-1).toFixed(1)} ms`);
+    console.log(`API answer → SDK holds it:  median ${median(afterAnswer).toFixed(1)} ms, p99 ${percentile(afterAnswer, 99).toFixed(1)} ms`);
   }
-  const sent = latencies.map((l) => l[0]).sort((a, b) => a - b);
-  const afterAnswer = latencies.map((l) => l[1]).sort((a, b) => a - b);
-  console.log(`toggle sent → SDK holds it: median ${median(sent).toFixed(1)} ms, p99 ${percentile(sent, 99).toFixed(1)} ms, max ${sent.at(-1).toFixed(1)} ms`);
-  console.log(`API answer → SDK holds it:  median ${median(afterAnswer).toFixed(1)} ms, p99 ${percentile(afterAnswer, 99).toFixed(1)} ms`);
+  await smallClient.close();
   await OpenFeature.close();
   await client.close();
 }
