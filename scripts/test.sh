@@ -10,9 +10,10 @@ cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --doc --locked
 
 # @flagstaff/node (sdk/node) against the real server binary built above: its native addon in the
-# debug profile (sharing the workspace's build), then node's own test runner.
+# debug profile (sharing the workspace's build), then node's own test runner (a test that fails
+# with a client still open must not keep its process alive: --test-force-exit).
 FLAGSTAFF_NODE_PROFILE=debug FLAGSTAFF_NODE_WORKSPACE_BUILD=1 node sdk/node/scripts/build-native.js
-node --test sdk/node/test/*.test.mjs
+node --test --test-force-exit --test-timeout=300000 sdk/node/test/*.test.mjs
 
 # The Python SDK (sdk/python) against the server binary built above.
 bash sdk/python/tests/run.sh

@@ -82,15 +82,24 @@ export interface Status {
   connected: boolean;
 }
 
+/** A context prepared by `client.context(…)`: reads skip converting it. */
+export interface PreparedContext {
+  readonly __brand: 'FlagstaffPreparedContext';
+}
+
+type AnyContext = Context | PreparedContext | undefined | null;
+
 export declare class Flagstaff extends EventEmitter {
   /** Loads the configuration from the first source that answers (url, fallbacks, cache file); rejects naming each source's answer when none does. */
   static start(options: StartOptions): Promise<Flagstaff>;
-  boolValue(key: string, context: Context | undefined | null, defaultValue: boolean): boolean;
-  stringValue(key: string, context: Context | undefined | null, defaultValue: string): string;
-  numberValue(key: string, context: Context | undefined | null, defaultValue: number): number;
-  jsonValue<T = JsonValue>(key: string, context: Context | undefined | null, defaultValue: T): T | JsonValue;
-  evaluate(key: string, context: Context | undefined | null): Evaluation;
-  allFlags(context: Context | undefined | null): Record<string, Evaluation>;
+  boolValue(key: string, context: AnyContext, defaultValue: boolean): boolean;
+  stringValue(key: string, context: AnyContext, defaultValue: string): string;
+  numberValue(key: string, context: AnyContext, defaultValue: number): number;
+  jsonValue<T = JsonValue>(key: string, context: AnyContext, defaultValue: T): T | JsonValue;
+  evaluate(key: string, context: AnyContext): Evaluation;
+  allFlags(context: AnyContext): Record<string, Evaluation>;
+  /** Prepares a context for many reads (later changes to the object are not seen); throws unless it is a JSON object. */
+  context(context: Context): PreparedContext;
   flagKeys(): string[];
   status(): Status;
   close(): Promise<void>;

@@ -9,7 +9,7 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
 
-const { Engine } = require('./native.js');
+const { Engine, PreparedContext } = require('./native.js');
 
 const VERSION = require('./package.json').version;
 const USER_AGENT = `flagstaff-sdk-node/${VERSION}`;
@@ -125,24 +125,6 @@ function describeFetchError(e) {
   return String((e && e.message) || e);
 }
 
-/** The keys of the flags added, changed or removed between two bundles' flag lists. */
-function changedFlags(oldFlags, newFlags) {
-  const changed = [];
-  for (const [key, text] of newFlags) if (oldFlags.get(key) !== text) changed.push(key);
-  for (const key of oldFlags.keys()) if (!newFlags.has(key)) changed.push(key);
-  return changed.sort();
-}
-
-/** A digest of each flag's definition, by key: what `change` events compare. */
-function flagTexts(bytes) {
-  const texts = new Map();
-  const bundle = JSON.parse(bytes.toString('utf8'));
-  for (const flag of bundle.flags || []) {
-    texts.set(flag.key, crypto.createHash('sha256').update(JSON.stringify(flag)).digest('base64'));
-  }
-  return texts;
-}
-
 /** Reads the cache file; the bundle's bytes exactly as the server sent them. */
 function readCache(file, fingerprint) {
   let text;
@@ -231,7 +213,6 @@ class Flagstaff extends EventEmitter {
     this._options = o;
     this._log = o.logger || { warn() {}, info() {}, debug() {} };
     this._engine = null;
-    this._flagTexts = new Map();
     this._etag = null;
     this._source = null;
     this._closed = false;
@@ -248,12 +229,26 @@ class Flagstaff extends EventEmitter {
 
   // ----- reads: in-process, never throw ---------------------------------------------------
 
+  /**
+   * A context prepared for many reads: `client.context({targetingKey: …})` gives a value to pass
+   * to every read instead of the object. The object is turned into the engine's form once, so
+   * reads skip that work (see BENCHMARKS.md, "Node SDK"); later changes to the object are not
+   * seen. Prepared contexts outlive configuration changes. Throws unless `context` is a JSON
+   * object.
+   */
+  context(context) {
+    const ctx = contextJson(context);
+    if (ctx === null) throw new TypeError('the context must be a JSON object (no cycles, no BigInt)');
+    return new PreparedContext(ctx);
+  }
+
   /** The boolean value of `key` for `context`, or `defaultValue` (unknown flag, other type, error). */
   boolValue(key, context, defaultValue) {
-    const ctx = contextJson(context);
-    if (ctx === null || typeof defaultValue !== 'boolean') return defaultValue;
+    if (typeof defaultValue !== 'boolean') return defaultValue;
     try {
-      return this._engine.boolValue(key, ctx, defaultValue);
+      if (context instanceof PreparedContext) return this._engine.boolValueIn(key, context, defaultValue);
+      const ctx = contextJson(context);
+      return ctx === null ? defaultValue : this._engine.boolValue(key, ctx, defaultValue);
     } catch {
       return defaultValue;
     }
@@ -261,10 +256,10 @@ class Flagstaff extends EventEmitter {
 
   /** The string value of `key`, or `defaultValue`. */
   stringValue(key, context, defaultValue) {
-    const ctx = contextJson(context);
-    if (ctx === null) return defaultValue;
     try {
-      return this._engine.stringValue(key, ctx) ?? defaultValue;
+      if (context instanceof PreparedContext) return this._engine.stringValueIn(key, context) ?? defaultValue;
+      const ctx = contextJson(context);
+      return (ctx !== null && this._engine.stringValue(key, ctx)) ?? defaultValue;
     } catch {
       return defaultValue;
     }
@@ -272,10 +267,10 @@ class Flagstaff extends EventEmitter {
 
   /** The number value of `key`, or `defaultValue`. */
   numberValue(key, context, defaultValue) {
-    const ctx = contextJson(context);
-    if (ctx === null) return defaultValue;
     try {
-      return this._engine.numberValue(key, ctx) ?? defaultValue;
+      if (context instanceof PreparedContext) return this._engine.numberValueIn(key, context) ?? defaultValue;
+      const ctx = contextJson(context);
+      return (ctx !== null ? this._engine.numberValue(key, ctx) : null) ?? defaultValue;
     } catch {
       return defaultValue;
     }
@@ -283,10 +278,13 @@ class Flagstaff extends EventEmitter {
 
   /** The value of `key` whatever its type (JSON flags and configs), or `defaultValue`. */
   jsonValue(key, context, defaultValue) {
-    const ctx = contextJson(context);
-    if (ctx === null) return defaultValue;
     try {
-      const text = this._engine.jsonValue(key, ctx);
+      let text;
+      if (context instanceof PreparedContext) text = this._engine.jsonValueIn(key, context);
+      else {
+        const ctx = contextJson(context);
+        text = ctx === null ? null : this._engine.jsonValue(key, ctx);
+      }
       return text === null ? defaultValue : JSON.parse(text);
     } catch {
       return defaultValue;
@@ -303,9 +301,10 @@ class Flagstaff extends EventEmitter {
 
   /** `evaluate` requiring a type ('boolean', 'string', 'number', 'object'): another is TYPE_MISMATCH. */
   _resolve(key, context, expected) {
-    const ctx = contextJson(context);
-    if (ctx === null) return invalidContext(key);
     try {
+      if (context instanceof PreparedContext) return JSON.parse(this._engine.evaluateIn(String(key), context, expected));
+      const ctx = contextJson(context);
+      if (ctx === null) return invalidContext(key);
       return JSON.parse(this._engine.evaluate(String(key), ctx, expected));
     } catch (e) {
       return { ...invalidContext(key), errorCode: 'GENERAL', errorMessage: String(e && e.message) };
@@ -314,10 +313,10 @@ class Flagstaff extends EventEmitter {
 
   /** Every flag and config evaluated for `context`: {key: evaluation}. Not counted as uses. */
   allFlags(context) {
-    const ctx = contextJson(context);
-    if (ctx === null) return {};
     try {
-      const text = this._engine.allFlags(ctx);
+      if (context instanceof PreparedContext) return JSON.parse(this._engine.allFlagsIn(context));
+      const ctx = contextJson(context);
+      const text = ctx === null ? null : this._engine.allFlags(ctx);
       return text === null ? {} : JSON.parse(text);
     } catch {
       return {};
@@ -337,13 +336,16 @@ class Flagstaff extends EventEmitter {
       revision: this._engine.revision,
       etag: this._etag,
       source: this._source,
-      flags: this._flagTexts.size,
+      flags: this._engine.flagCount,
       streamConnected: this._streamConnected,
       connected: this._connected,
     };
   }
 
-  /** Stops the background work after sending the counts not yet sent (at most 2 s). Reads keep working. */
+  /**
+   * Stops the background work after sending the counts not yet sent (at most 2 s) and finishing
+   * a cache file write under way. Reads keep working.
+   */
   async close() {
     if (this._closed) return;
     this._closed = true;
@@ -351,6 +353,9 @@ class Flagstaff extends EventEmitter {
     for (const timer of this._timers) clearInterval(timer);
     if (this._options.sendEvents) await this._sendEvents(2000).catch(() => {});
     if (this._streamTask) await this._streamTask.catch(() => {});
+    // A refresh in flight may still install and save; nothing is left running after close().
+    if (this._refreshing) await this._refreshing.catch(() => {});
+    if (this._cacheWrite) await this._cacheWrite;
   }
 
   // ----- loading and installing ------------------------------------------------------------
@@ -396,33 +401,40 @@ class Flagstaff extends EventEmitter {
   /** Compiles `bytes` and makes them the configuration; throws when they are not a bundle. */
   _install(bytes, etag, source) {
     const engine = new Engine(bytes);
-    const texts = flagTexts(bytes);
     const old = this._engine;
-    const changed = changedFlags(this._flagTexts, texts);
     this._engine = engine;
-    this._flagTexts = texts;
     this._etag = etag || null;
     this._source = source;
     if (old) {
       // Reads are synchronous: nothing reads the old engine any more.
       this._gather(old);
-      this.emit('change', { revision: engine.revision, flags: changed, source });
+      this._tell('change', { revision: engine.revision, flags: engine.changedSince(old), source });
     }
   }
 
   _saveCache(bytes) {
     const file = this._options.cacheFile;
     if (!file) return;
+    const etag = this._etag;
     this._cacheWrite = (this._cacheWrite || Promise.resolve())
-      .then(() => writeCache(file, this._fingerprint, this._etag, bytes))
+      .then(() => writeCache(file, this._fingerprint, etag, bytes))
       .catch((e) => this._log.warn(`flagstaff: cannot write the cache file ${file}: ${e.message}`));
   }
 
   _setConnected(connected, reason) {
     if (connected === this._connected) return;
     this._connected = connected;
-    if (connected) this.emit('connected');
-    else this.emit('disconnected', { reason });
+    if (connected) this._tell('connected');
+    else this._tell('disconnected', { reason });
+  }
+
+  /** Emits an event; a listener that throws is logged, never allowed to break the updates. */
+  _tell(event, ...args) {
+    try {
+      this.emit(event, ...args);
+    } catch (e) {
+      this._log.warn(`flagstaff: a '${event}' listener threw: ${e && e.stack ? e.stack : e}`);
+    }
   }
 
   /**
@@ -629,7 +641,9 @@ class Flagstaff extends EventEmitter {
           return { flag, variant, count: Math.min(count, 1e12) };
         }),
       });
-      for (const base of this._urls) {
+      // Each server twice: a POST that went out on a keep-alive connection the server had just
+      // closed fails (EPIPE) and is not retried by fetch itself.
+      for (const base of this._urls.flatMap((u) => [u, u])) {
         try {
           const response = await fetch(`${base}/sdk/v1/events`, {
             method: 'POST',

@@ -54,6 +54,9 @@ test('a toggle through the API reaches the client over the stream, and the cache
 
   const changes = [];
   client.on('change', (c) => changes.push(c));
+  client.on('change', () => {
+    throw new Error('a listener that fails does not stop the updates');
+  });
   await server.toggle('new-checkout', false);
   await until('the change', () => changes.length > 0);
   assert.deepEqual(changes[0].flags, ['new-checkout']);
@@ -64,6 +67,7 @@ test('a toggle through the API reaches the client over the stream, and the cache
   assert.deepEqual(fs.readdirSync(path.dirname(cacheFile)), ['flags.json']);
   await server.toggle('new-checkout', true);
   await until('the change back', () => client.boolValue('new-checkout', staff, false));
+  await client.close();
 });
 
 test('reads never throw: unknown flags, wrong types, odd contexts give the default and a reason', async (t) => {
@@ -101,6 +105,18 @@ test('reads never throw: unknown flags, wrong types, odd contexts give the defau
   // Null and undefined contexts are empty ones; Dates read as RFC 3339 strings.
   assert.equal(client.evaluate('new-checkout', null).reason, 'DEFAULT');
   assert.equal(client.evaluate('new-checkout', { targetingKey: 'u-staff', at: new Date() }).variant, 'on');
+  // A prepared context: read after read, across a configuration change, and not the object's later changes.
+  const mutable = { targetingKey: 'u-staff' };
+  const prepared = client.context(mutable);
+  mutable.targetingKey = 'u-5';
+  assert.equal(client.boolValue('new-checkout', prepared, false), true);
+  assert.equal(client.boolValue('new-checkout', mutable, true), false);
+  assert.throws(() => client.context(cyclic), /JSON object/);
+  assert.throws(() => client.context(['u-1']), /JSON object/);
+  // The same text twice, then another: each read sees its own context.
+  assert.equal(client.boolValue('new-checkout', { targetingKey: 'u-staff' }, false), true);
+  assert.equal(client.boolValue('new-checkout', { targetingKey: 'u-staff' }, false), true);
+  assert.equal(client.boolValue('new-checkout', { targetingKey: 'u-5' }, true), false);
   const all = client.allFlags(staff);
   assert.deepEqual(Object.keys(all), ['banner', 'new-checkout', 'price', 'split', 'theme']);
   assert.equal(all['new-checkout'].ruleId, 'staff');
@@ -134,6 +150,7 @@ test('start tries the sources in order and says what each answered', async (t) =
   // Options that cannot work are refused at once.
   await assert.rejects(Flagstaff.start({ url: 'ftp://x', key: 'k' }), /http or https/);
   await assert.rejects(Flagstaff.start({ url: server.url, key: '' }), /options.key/);
+  await client.close();
 });
 
 test('with the server down the cache file serves, then the client catches up', async (t) => {
@@ -166,6 +183,7 @@ test('with the server down the cache file serves, then the client catches up', a
   assert.equal(client.boolValue('new-checkout', staff, true), false);
   assert.equal(client.status().source, `server ${own.url}`);
   await until('the cache file to follow', () => cachedRevision(cacheFile) === changes[0].revision);
+  await client.close();
 });
 
 test('the client resumes after the server is killed and restarted', async (t) => {

@@ -1,6 +1,7 @@
 // The conformance corpus (eval/testdata/conformance.json) through the public client: each
 // suite's bundle is served over a loopback socket as GET /sdk/v1/bundle, and `evaluate` — and
-// the typed reads, which must agree with it — give every case's expected result.
+// the typed reads, which must agree with it, with the context as an object and prepared — give
+// every case's expected result.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -52,7 +53,15 @@ test('the client passes every case of the conformance corpus', async () => {
         assert.equal(client.stringValue(c.flag, c.context, '\u0000'), typeof v === 'string' ? v : '\u0000', c.name);
         assert.equal(client.numberValue(c.flag, c.context, -0.5), typeof v === 'number' ? v : -0.5, c.name);
         assert.deepStrictEqual(client.jsonValue(c.flag, c.context, sentinel), v === null ? sentinel : v, c.name);
+        // A prepared context gives the same, read after read.
+        const prepared = client.context(c.context);
+        assert.deepStrictEqual(client.evaluate(c.flag, prepared), got, c.name);
+        assert.deepStrictEqual(client.jsonValue(c.flag, prepared, sentinel), v === null ? sentinel : v, c.name);
+        assert.equal(client.boolValue(c.flag, prepared, typeof v === 'boolean' ? !v : true), typeof v === 'boolean' ? v : true, c.name);
+        assert.equal(client.stringValue(c.flag, prepared, '\u0000'), typeof v === 'string' ? v : '\u0000', c.name);
+        assert.equal(client.numberValue(c.flag, prepared, -0.5), typeof v === 'number' ? v : -0.5, c.name);
         const all = client.allFlags(c.context);
+        assert.deepStrictEqual(client.allFlags(prepared), all, c.name);
         if (c.expect.errorCode !== 'FLAG_NOT_FOUND') assert.deepStrictEqual(all[c.flag], got, c.name);
       }
     } finally {

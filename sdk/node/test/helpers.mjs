@@ -179,7 +179,10 @@ export class Server {
   }
 }
 
-/** A temporary directory removed at the end of the test. */
+/**
+ * A temporary directory removed at the end of the test. A test closes its clients before it
+ * ends (hooks run in the order they were added, so this one would run first).
+ */
 export function tempDir(t) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flagstaff-node-cache-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -7,12 +7,15 @@
 //! JS object property by property through N-API costs several times more (BENCHMARKS.md, "Node
 //! SDK"). Structured answers (`evaluate`, `allFlags`, JSON values) cross back as JSON text too.
 
+use std::cell::RefCell;
+use std::hash::Hasher;
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use flagstaff_eval::{CompiledEnvironment, Context, Evaluation, Value, parse_bundle};
 use napi::{Error, Result, Status};
 use napi_derive::napi;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHasher};
 use serde::Serialize;
 
 /// One bundle, compiled, with a counter per (flag, variation).
@@ -24,6 +27,10 @@ pub struct Engine {
     revision: u64,
     slots: FxHashMap<Box<str>, Slot>,
     counters: Box<[AtomicU64]>,
+    /// The last context text read and what it parsed to.
+    last: RefCell<(String, Option<Context>)>,
+    /// A hash of each flag's definition, to tell which flags a new bundle changed.
+    fingerprints: FxHashMap<Box<str>, u64>,
 }
 
 /// Where a flag's counters start, and its variation keys in order.
@@ -111,9 +118,41 @@ impl<'a> Answer<'a> {
     }
 }
 
+/// A context parsed once, for many reads (`client.context({...})` in JavaScript): reads then
+/// cross into Rust without the context's text.
+#[napi]
+pub struct PreparedContext {
+    ctx: Context,
+}
+
+#[napi]
+impl PreparedContext {
+    /// Parses the context's JSON text; throws unless it is a JSON object.
+    #[napi(constructor)]
+    pub fn new(json: String) -> Result<PreparedContext> {
+        context(&json)
+            .map(|ctx| PreparedContext { ctx })
+            .ok_or_else(|| Error::new(Status::InvalidArg, "the context is not a JSON object"))
+    }
+}
+
 /// Parses a context given as JSON text; `None` unless it is a JSON object.
 fn context(json: &str) -> Option<Context> {
     serde_json::from_str(json).ok()
+}
+
+/// Feeds serialised bytes into a hasher without building them in memory.
+struct HashWriter(FxHasher);
+
+impl io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 fn to_json(value: &impl Serialize) -> String {
@@ -129,6 +168,12 @@ impl Engine {
         let bundle = parse_bundle(bundle)
             .map_err(|e| Error::new(Status::InvalidArg, format!("not a Flagstaff bundle: {e}")))?;
         let engine = CompiledEnvironment::from_bundle(&bundle);
+        let mut fingerprints = FxHashMap::default();
+        for flag in &bundle.flags {
+            let mut hasher = HashWriter(FxHasher::default());
+            serde_json::to_writer(&mut hasher, flag).expect("a flag always serialises");
+            fingerprints.insert(flag.key.as_str().into(), hasher.0.finish());
+        }
         let mut slots = FxHashMap::default();
         let mut total = 0;
         for flag in engine.flags() {
@@ -150,6 +195,8 @@ impl Engine {
             revision: bundle.revision,
             slots,
             counters: (0..total).map(|_| AtomicU64::new(0)).collect(),
+            last: RefCell::new((String::new(), None)),
+            fingerprints,
         })
     }
 
@@ -171,6 +218,31 @@ impl Engine {
         self.revision as f64
     }
 
+    /// The keys of the flags added, changed or removed from `old` to this bundle, sorted.
+    #[napi]
+    pub fn changed_since(&self, old: &Engine) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .fingerprints
+            .iter()
+            .filter(|(key, print)| old.fingerprints.get(*key) != Some(print))
+            .map(|(key, _)| key.to_string())
+            .chain(
+                old.fingerprints
+                    .keys()
+                    .filter(|key| !self.fingerprints.contains_key(*key))
+                    .map(|key| key.to_string()),
+            )
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// The number of flags and configs.
+    #[napi(getter)]
+    pub fn flag_count(&self) -> u32 {
+        u32::try_from(self.engine.len()).unwrap_or(u32::MAX)
+    }
+
     /// The keys of every flag and config, sorted.
     #[napi]
     pub fn flag_keys(&self) -> Vec<String> {
@@ -190,11 +262,10 @@ impl Engine {
     fn value_where<'a>(
         &'a self,
         key: &'a str,
-        context_json: &str,
+        ctx: &Context,
         accepts: fn(&Value) -> bool,
     ) -> Option<&'a Value> {
-        let ctx = context(context_json)?;
-        let e = self.engine.evaluate(key, &ctx);
+        let e = self.engine.evaluate(key, ctx);
         let value = e.value.filter(|v| accepts(v))?;
         if let Some(variant) = e.variant {
             self.count(key, variant);
@@ -202,57 +273,27 @@ impl Engine {
         Some(value)
     }
 
-    /// The boolean value of `key` for the context (JSON text), or `default`.
-    #[napi]
-    pub fn bool_value(&self, key: String, context_json: String, default: bool) -> bool {
-        self.value_where(&key, &context_json, Value::is_boolean)
-            .and_then(Value::as_bool)
-            .unwrap_or(default)
+    /// Runs `f` on the context given as JSON text, parsed once for as long as the same text
+    /// comes again (a request reads several flags for one context); `None` unless it is a JSON
+    /// object.
+    fn with_json<R>(&self, json: &str, f: impl FnOnce(&Context) -> R) -> Option<R> {
+        let mut last = self.last.borrow_mut();
+        if last.0 != json {
+            last.1 = context(json);
+            last.0.clear();
+            last.0.push_str(json);
+        }
+        last.1.as_ref().map(f)
     }
 
-    /// The string value of `key`, or `null`.
-    #[napi]
-    pub fn string_value(&self, key: String, context_json: String) -> Option<String> {
-        self.value_where(&key, &context_json, Value::is_string)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    }
-
-    /// The number value of `key`, or `null`.
-    #[napi]
-    pub fn number_value(&self, key: String, context_json: String) -> Option<f64> {
-        self.value_where(&key, &context_json, Value::is_number)
-            .and_then(Value::as_f64)
-    }
-
-    /// The value of `key` whatever its type, as JSON text, or `null`.
-    #[napi]
-    pub fn json_value(&self, key: String, context_json: String) -> Option<String> {
-        self.value_where(&key, &context_json, |_| true).map(to_json)
-    }
-
-    /// The full result for `key` as JSON: `{key, value, variant, reason, errorCode,
-    /// errorMessage?, ruleId, prerequisite, version}`. With `expected` (`"boolean"`,
-    /// `"string"`, `"number"`, `"object"`) a value of another type is error `TYPE_MISMATCH`;
-    /// a context that is not a JSON object is error `INVALID_CONTEXT`. Counted when a value is
-    /// served.
-    #[napi]
-    pub fn evaluate(&self, key: String, context_json: String, expected: String) -> String {
-        let Some(ctx) = context(&context_json) else {
-            return to_json(&Answer::error(
-                &key,
-                "INVALID_CONTEXT",
-                "the context is not a JSON object".into(),
-            ));
-        };
-        let e = self.engine.evaluate(&key, &ctx);
-        let expected = Expected::parse(&expected);
+    fn answer(&self, key: &str, ctx: &Context, expected: &str) -> String {
+        let e = self.engine.evaluate(key, ctx);
         if let Some(value) = e.value
-            && !expected.accepts(value)
+            && !Expected::parse(expected).accepts(value)
         {
-            let flag_type = self.engine.flag(&key).map(|f| format!("{:?}", f.flag_type()));
+            let flag_type = self.engine.flag(key).map(|f| format!("{:?}", f.flag_type()));
             let mut answer = Answer::error(
-                &key,
+                key,
                 "TYPE_MISMATCH",
                 format!(
                     "the flag is of type {}",
@@ -263,20 +304,15 @@ impl Engine {
             return to_json(&answer);
         }
         if let Some(variant) = e.variant {
-            self.count(&key, variant);
+            self.count(key, variant);
         }
         to_json(&Answer::of(&e))
     }
 
-    /// Every flag and config evaluated for the context, as a JSON object from flag key to the
-    /// answer of [`evaluate`](Self::evaluate); `null` when the context is not a JSON object.
-    /// Not counted as uses of the flags.
-    #[napi]
-    pub fn all_flags(&self, context_json: String) -> Option<String> {
-        let ctx = context(&context_json)?;
+    fn all(&self, ctx: &Context) -> String {
         let mut out = serde_json::Map::new();
         self.engine.evaluate_each(
-            &ctx,
+            ctx,
             |_| true,
             |_, e| {
                 out.insert(
@@ -285,7 +321,114 @@ impl Engine {
                 );
             },
         );
-        Some(to_json(&out))
+        to_json(&out)
+    }
+
+    /// The boolean value of `key` for the context (JSON text), or `default`.
+    #[napi]
+    pub fn bool_value(&self, key: String, context_json: String, default: bool) -> bool {
+        self.with_json(&context_json, |ctx| {
+            self.value_where(&key, ctx, Value::is_boolean)
+                .and_then(Value::as_bool)
+        })
+        .flatten()
+        .unwrap_or(default)
+    }
+
+    /// [`bool_value`](Self::bool_value) for a prepared context.
+    #[napi]
+    pub fn bool_value_in(&self, key: String, context: &PreparedContext, default: bool) -> bool {
+        self.value_where(&key, &context.ctx, Value::is_boolean)
+            .and_then(Value::as_bool)
+            .unwrap_or(default)
+    }
+
+    /// The string value of `key`, or `null`.
+    #[napi]
+    pub fn string_value(&self, key: String, context_json: String) -> Option<String> {
+        self.with_json(&context_json, |ctx| self.string_value_of(&key, ctx))
+            .flatten()
+    }
+
+    /// [`string_value`](Self::string_value) for a prepared context.
+    #[napi]
+    pub fn string_value_in(&self, key: String, context: &PreparedContext) -> Option<String> {
+        self.string_value_of(&key, &context.ctx)
+    }
+
+    fn string_value_of(&self, key: &str, ctx: &Context) -> Option<String> {
+        self.value_where(key, ctx, Value::is_string)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+
+    /// The number value of `key`, or `null`.
+    #[napi]
+    pub fn number_value(&self, key: String, context_json: String) -> Option<f64> {
+        self.with_json(&context_json, |ctx| {
+            self.value_where(&key, ctx, Value::is_number)
+                .and_then(Value::as_f64)
+        })
+        .flatten()
+    }
+
+    /// [`number_value`](Self::number_value) for a prepared context.
+    #[napi]
+    pub fn number_value_in(&self, key: String, context: &PreparedContext) -> Option<f64> {
+        self.value_where(&key, &context.ctx, Value::is_number)
+            .and_then(Value::as_f64)
+    }
+
+    /// The value of `key` whatever its type, as JSON text, or `null`.
+    #[napi]
+    pub fn json_value(&self, key: String, context_json: String) -> Option<String> {
+        self.with_json(&context_json, |ctx| {
+            self.value_where(&key, ctx, |_| true).map(to_json)
+        })
+        .flatten()
+    }
+
+    /// [`json_value`](Self::json_value) for a prepared context.
+    #[napi]
+    pub fn json_value_in(&self, key: String, context: &PreparedContext) -> Option<String> {
+        self.value_where(&key, &context.ctx, |_| true).map(to_json)
+    }
+
+    /// The full result for `key` as JSON: `{key, value, variant, reason, errorCode,
+    /// errorMessage?, ruleId, prerequisite, version}`. With `expected` (`"boolean"`,
+    /// `"string"`, `"number"`, `"object"`) a value of another type is error `TYPE_MISMATCH`;
+    /// a context that is not a JSON object is error `INVALID_CONTEXT`. Counted when a value is
+    /// served.
+    #[napi]
+    pub fn evaluate(&self, key: String, context_json: String, expected: String) -> String {
+        self.with_json(&context_json, |ctx| self.answer(&key, ctx, &expected))
+            .unwrap_or_else(|| {
+                to_json(&Answer::error(
+                    &key,
+                    "INVALID_CONTEXT",
+                    "the context is not a JSON object".into(),
+                ))
+            })
+    }
+
+    /// [`evaluate`](Self::evaluate) for a prepared context.
+    #[napi]
+    pub fn evaluate_in(&self, key: String, context: &PreparedContext, expected: String) -> String {
+        self.answer(&key, &context.ctx, &expected)
+    }
+
+    /// Every flag and config evaluated for the context, as a JSON object from flag key to the
+    /// answer of [`evaluate`](Self::evaluate); `null` when the context is not a JSON object.
+    /// Not counted as uses of the flags.
+    #[napi]
+    pub fn all_flags(&self, context_json: String) -> Option<String> {
+        self.with_json(&context_json, |ctx| self.all(ctx))
+    }
+
+    /// [`all_flags`](Self::all_flags) for a prepared context.
+    #[napi]
+    pub fn all_flags_in(&self, context: &PreparedContext) -> String {
+        self.all(&context.ctx)
     }
 
     /// Takes the counts gathered so far (leaving zeros): JSON `[[flag, variant, count], …]`.
