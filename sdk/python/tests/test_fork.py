@@ -3,6 +3,8 @@ its own stream, its own updates — and the parent's keeps working too."""
 
 import os
 import queue
+import select
+import signal
 import sys
 
 import pytest
@@ -40,14 +42,28 @@ def test_a_forked_child_still_receives_changes(make_setup):
             sys.stdout.flush()
             os._exit(code)
     os.close(from_child)
-    child = os.fdopen(to_parent, "rb")
+    received = b""
+
+    def line():
+        """The child's next line; a child silent for too long is killed (it must never hang)."""
+        nonlocal received
+        while b"\n" not in received:
+            ready, _, _ = select.select([to_parent], [], [], 2 * PATIENCE)
+            chunk = os.read(to_parent, 4096) if ready else b""
+            if not chunk:
+                os.kill(pid, signal.SIGKILL)
+                raise AssertionError(f"the child said nothing more (after {received!r})")
+            received += chunk
+        first, received = received.split(b"\n", 1)
+        return first.decode()
+
     try:
-        assert child.readline() == b"ready\n"
+        assert line() == "ready"
         setup.toggle("new-checkout", False)
-        assert child.readline() == b"changed\n"
+        assert line() == "changed"
     finally:
         _, status = os.waitpid(pid, 0)
-        child.close()
+        os.close(to_parent)
     assert os.waitstatus_to_exitcode(status) == 0
     # The parent's stream was not disturbed by the child's.
     assert parent_changes.get(timeout=PATIENCE).flags == ["new-checkout"]
