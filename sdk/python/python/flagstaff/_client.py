@@ -391,6 +391,8 @@ class Client:
             self._retired.append([old, 0])
         log.debug("Flagstaff configuration updated: revision %d, %d flags changed", change.revision, len(change.flags))
         self._save_cache(etag, raw)
+        if not change.flags and change.revision == old.revision:
+            return  # the same configuration from another source (a server after the cache file)
         for callback in list(self._listeners):
             try:
                 callback(change)
