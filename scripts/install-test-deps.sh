@@ -50,7 +50,7 @@ fi
 
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 
-# The Python SDK (sdk/python): a venv of its own (.venv-sdk-python) with pytest, maturin and the
+# The Python SDK (sdk/python): a venv of its own (.venv-sdk-python) with pytest, maturin, gunicorn and the
 # OpenFeature packages pinned by sdk/python/tests/requirements.txt, and the SDK built from source
 # into it (maturin, dev profile, the workspace's target dir) — only when its sources changed.
 bash sdk/python/tests/install.sh

@@ -10,6 +10,7 @@ the same engine the Flagstaff server runs (a native extension over the `flagstaf
 `flagstaff.FlagstaffProvider` is the provider for the OpenFeature SDK (`openfeature-sdk`).
 """
 
+from ._async import AsyncClient
 from ._client import (
     Client,
     ConfigChange,
@@ -21,6 +22,7 @@ from ._client import (
 from ._version import __version__
 
 __all__ = [
+    "AsyncClient",
     "Client",
     "ConfigChange",
     "Evaluation",

@@ -364,6 +364,12 @@ class Client:
         if self._closed:
             return
         inherited, failing = self._retired, self._failing
+        if self._stream_conn is not None:
+            # The parent's stream connection: a shutdown would cut the parent's too, and its
+            # buffered reader's lock may have been held by the parent's stream thread at the
+            # fork, so closing it here (or letting it be collected) could wait forever. Keep it,
+            # untouched, for the life of this process.
+            _inherited_connections.append(self._stream_conn)
         self._init_state()
         self._failing = failing
         for engine in [self._engine, *(entry[0] for entry in inherited)]:
@@ -385,6 +391,8 @@ class Client:
             self._retired.append([old, 0])
         log.debug("Flagstaff configuration updated: revision %d, %d flags changed", change.revision, len(change.flags))
         self._save_cache(etag, raw)
+        if not change.flags and change.revision == old.revision:
+            return  # the same configuration from another source (a server after the cache file)
         for callback in list(self._listeners):
             try:
                 callback(change)
@@ -667,6 +675,9 @@ class Client:
             for (flag, variant), n in taken.items():
                 self._add(self._pending, flag, variant, n)
 
+
+#: Stream connections inherited from a parent process, never to be touched (see above).
+_inherited_connections: List[Any] = []
 
 #: Clients whose background threads run, to restart them in a forked child and to send their
 #: last counts at interpreter exit.
