@@ -166,7 +166,10 @@ export class Server {
     return this.patch(flag, { enabled });
   }
 
-  /** Evaluation counts the server has stored: [[flag, variant, count]] sorted (read with Python's sqlite3). */
+  /**
+   * Evaluation counts the server has stored: [[flag, variant, count]] sorted (read with Python's
+   * sqlite3 from the operational database, where counts live: DESIGN.md §5).
+   */
   storedCounts() {
     const script = [
       'import sqlite3, sys, json',
@@ -174,7 +177,7 @@ export class Server {
       "rows = c.execute('SELECT flag_key, variant, sum(count) FROM evaluation_counts GROUP BY flag_key, variant ORDER BY 1, 2').fetchall()",
       'print(json.dumps(rows))',
     ].join('\n');
-    const out = execFileSync('python3', ['-c', script, path.join(this.dir, 'flagstaff.db')], { encoding: 'utf8' });
+    const out = execFileSync('python3', ['-c', script, path.join(this.dir, 'work', 'flagstaff.operational.db')], { encoding: 'utf8' });
     return JSON.parse(out);
   }
 }
