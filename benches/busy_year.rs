@@ -68,7 +68,7 @@ fn flag_key(i: usize) -> String {
 fn state(rng: &mut Rng, i: usize, env: usize, version: u64) -> Value {
     let mut s = json!({"enabled": rng.below(3) != 0, "off_variation": "off",
         "fallthrough": {"variation": if rng.below(2) == 0 { "on" } else { "off" }}});
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         let users: Vec<String> = (0..(5 + rng.below(25)))
             .map(|u| format!("user-{}", rng.below(100_000) + u))
             .collect();

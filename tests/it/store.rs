@@ -579,6 +579,11 @@ fn the_upkeep_prunes_old_history_rolls_counts_into_days_and_the_file_shrinks() {
     };
     let mut stored = counts.clone();
     stored.push(gone);
+    // Enough old rows that deleting them frees whole pages.
+    stored.extend((0..3_000).map(|i| usage::HourlyCount {
+        flag_key: format!("old-flag-{i}, \"<b>\""),
+        ..counts[0].clone()
+    }));
     app.state
         .store
         .operational_blocking(move |tx| usage::add_counts(tx, &stored))
@@ -666,6 +671,10 @@ fn the_upkeep_prunes_old_history_rolls_counts_into_days_and_the_file_shrinks() {
         })
         .unwrap();
     assert_eq!(orphans, 0, "counts of an environment that is gone are forgotten");
+    let ops = Connection::open_with_flags(app.state.store.operational_path(), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let free: i64 = ops.query_row("PRAGMA freelist_count", [], |r| r.get(0)).unwrap();
+    assert_eq!(free, 0, "the operational database gave its free pages back");
+    drop(ops);
 
     // With nothing left to do, the next upkeep writes nothing and publishes nothing.
     let publications_after = app.state.store.publications();
