@@ -671,7 +671,11 @@ fn the_upkeep_prunes_old_history_rolls_counts_into_days_and_the_file_shrinks() {
         })
         .unwrap();
     assert_eq!(orphans, 0, "counts of an environment that is gone are forgotten");
-    let ops = Connection::open_with_flags(app.state.store.operational_path(), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let ops = Connection::open_with_flags(
+        app.state.store.operational_path(),
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
     let free: i64 = ops.query_row("PRAGMA freelist_count", [], |r| r.get(0)).unwrap();
     assert_eq!(free, 0, "the operational database gave its free pages back");
     drop(ops);
