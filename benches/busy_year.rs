@@ -68,7 +68,7 @@ fn flag_key(i: usize) -> String {
 fn state(rng: &mut Rng, i: usize, env: usize, version: u64) -> Value {
     let mut s = json!({"enabled": rng.below(3) != 0, "off_variation": "off",
         "fallthrough": {"variation": if rng.below(2) == 0 { "on" } else { "off" }}});
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         let users: Vec<String> = (0..(5 + rng.below(25)))
             .map(|u| format!("user-{}", rng.below(100_000) + u))
             .collect();
@@ -598,24 +598,27 @@ async fn main() {
     println!("| `flagstaff.db` | {} | {} |", mb(main_size), mb(new_size));
     println!("| `work/flagstaff.operational.db` | — | {} |", mb(ops_size));
 
-    let mut rows = Vec::new();
-    for (name, bin, dir) in [
+    // Toggles first, on both (the latency figures), then the long SDK windows.
+    let servers = [
         ("today's main", main_bin.as_ref(), &main_dir),
         ("this branch", new_bin.as_ref(), &new_dir),
-    ] {
+    ];
+    let mut toggles = Vec::new();
+    for (name, bin, dir) in servers {
         let Some(bin) = bin else { continue };
         let server = Server::start(bin, dir, &[]);
-        let t = measure_toggles(
-            &server.url,
-            &token,
-            runs,
-            if name == "today's main" {
-                group.min(20)
-            } else {
-                group
-            },
-        )
-        .await;
+        let n = if name == "today's main" {
+            group.min(20)
+        } else {
+            group
+        };
+        toggles.push((name, measure_toggles(&server.url, &token, runs, n).await));
+        server.stop();
+    }
+    let mut rows = Vec::new();
+    for ((name, bin, dir), (_, t)) in servers.into_iter().filter(|s| s.1.is_some()).zip(toggles) {
+        let Some(bin) = bin else { continue };
+        let server = Server::start(bin, dir, &[]);
         let secs = if name == "this branch" {
             sdk_secs
         } else {

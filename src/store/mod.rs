@@ -477,7 +477,13 @@ impl Store {
     /// Returns the operational database's free pages to the file system (after pruning).
     pub fn vacuum_operational(&self) {
         let conn = self.ops_writer();
-        if let Err(e) = conn.execute_batch("PRAGMA incremental_vacuum") {
+        // The pragma frees one page per step: step it to the end (`execute_batch` steps once).
+        let vacuumed = conn.prepare("PRAGMA incremental_vacuum").and_then(|mut stmt| {
+            let mut rows = stmt.query([])?;
+            while rows.next()?.is_some() {}
+            Ok(())
+        });
+        if let Err(e) = vacuumed {
             tracing::warn!(error = %e, "vacuuming the operational database failed");
         }
         checkpoint(&conn);

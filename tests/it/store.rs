@@ -594,6 +594,11 @@ fn the_upkeep_prunes_old_history_rolls_counts_into_days_and_the_file_shrinks() {
     };
     let mut stored = counts.clone();
     stored.push(gone);
+    // Enough old rows that deleting them frees whole pages.
+    stored.extend((0..3_000).map(|i| usage::HourlyCount {
+        flag_key: format!("old-flag-{i}, \"<b>\""),
+        ..counts[0].clone()
+    }));
     app.state
         .store
         .operational_blocking(move |tx| usage::add_counts(tx, &stored))
@@ -681,6 +686,14 @@ fn the_upkeep_prunes_old_history_rolls_counts_into_days_and_the_file_shrinks() {
         })
         .unwrap();
     assert_eq!(orphans, 0, "counts of an environment that is gone are forgotten");
+    let ops = Connection::open_with_flags(
+        app.state.store.operational_path(),
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let free: i64 = ops.query_row("PRAGMA freelist_count", [], |r| r.get(0)).unwrap();
+    assert_eq!(free, 0, "the operational database gave its free pages back");
+    drop(ops);
 
     // With nothing left to do, the next upkeep writes nothing and publishes nothing.
     let publications_after = app.state.store.publications();
@@ -690,4 +703,63 @@ fn the_upkeep_prunes_old_history_rolls_counts_into_days_and_the_file_shrinks() {
         flagstaff::retention::Upkeep::default()
     );
     assert_eq!(app.state.store.publications(), publications_after);
+}
+
+#[test]
+fn a_crash_between_a_publication_and_its_note_in_the_operational_database_keeps_both() {
+    let app = TestApp::new();
+    let user = app
+        .state
+        .write_blocking(|tx| {
+            Ok((
+                flagstaff::store::users::insert(tx, EMAIL, flagstaff::store::users::Role::Editor, "!")?.id,
+                Changes::default(),
+            ))
+        })
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let new = app
+        .state
+        .store
+        .operational_blocking(|tx| sessions::create(tx, user, 3_600_000))
+        .unwrap();
+    let ops_path = app.state.store.operational_path().to_owned();
+    app.state
+        .write_blocking(|tx| {
+            Ok((
+                flagstaff::store::users::insert(
+                    tx,
+                    "second@example.test",
+                    flagstaff::store::users::Role::Viewer,
+                    "!",
+                )?,
+                Changes::default(),
+            ))
+        })
+        .unwrap();
+    let TestApp { dir, state } = app;
+    drop(state);
+    // The state a kill -9 leaves between the two writes: flagstaff.db published and committed, the
+    // operational database not yet told (it saw the publication before).
+    let ops = Connection::open(&ops_path).unwrap();
+    let seen: i64 = ops
+        .query_row("SELECT seq FROM published_seen", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(seen, publications(dir.path()));
+    ops.execute("UPDATE published_seen SET seq = seq - 1", [])
+        .unwrap();
+    drop(ops);
+
+    let state = AppState::open(Settings::with_data_dir(dir.path())).unwrap();
+    let token = new.token.clone();
+    let session = state
+        .store
+        .read_blocking(move |c| sessions::authenticate(c, &token, 3_600_000))
+        .unwrap();
+    assert!(session.is_some(), "the operational database was kept");
+    let users: i64 = state
+        .store
+        .read_blocking(|c| Ok(c.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(users, 2, "the acknowledged change is there");
 }
