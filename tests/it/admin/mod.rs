@@ -6,6 +6,7 @@ mod browser;
 mod manage;
 mod pages;
 mod sign_in;
+mod throttle;
 
 use std::collections::BTreeMap;
 
