@@ -275,3 +275,136 @@ async fn every_documented_operation_is_routed() {
         );
     }
 }
+
+/// A link parameter's value: `$request.path.NAME`, `$response.body#/POINTER`, or a constant.
+fn link_value(expression: &str, request_path: &[(&str, String)], body: &Value) -> String {
+    if let Some(name) = expression.strip_prefix("$request.path.") {
+        return request_path
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("{expression}: no such path parameter in the request"))
+            .1
+            .clone();
+    }
+    if let Some(pointer) = expression.strip_prefix("$response.body#") {
+        return match body.pointer(pointer) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            other => panic!("{expression} resolves to {other:?} in {body}"),
+        };
+    }
+    assert!(
+        !expression.starts_with('$'),
+        "unsupported expression {expression}"
+    );
+    expression.to_owned()
+}
+
+#[actix_web::test]
+async fn every_create_response_links_to_what_it_created_and_each_link_reaches_it() {
+    let app = TestApp::new();
+    let admin = app.token(Role::Admin);
+    let (_, doc) = document(&app).await;
+    let mut by_id = std::collections::BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if let Some(id) = op.get("operationId").and_then(Value::as_str) {
+                by_id.insert(id.to_owned(), (method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+
+    // Each create, with the values of its own path parameters and a body a user would send
+    // (hostile strings where the API takes free text).
+    let flag = json!({"key": "checkout.v2", "name": "Checkout, \"v2\" <script>", "type": "boolean",
+                      "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}]});
+    let creates: Vec<(&str, Vec<(&str, String)>, Value)> = vec![
+        (
+            "/projects",
+            vec![],
+            json!({"key": "links", "name": "Links, \"quoted\"\t✓"}),
+        ),
+        (
+            "/projects/{project}/environments",
+            vec![("project", "links".into())],
+            json!({"key": "qa", "name": "QA"}),
+        ),
+        (
+            "/projects/{project}/flags",
+            vec![("project", "links".into())],
+            flag,
+        ),
+        (
+            "/projects/{project}/segments",
+            vec![("project", "links".into())],
+            json!({"key": "beta", "included": ["Doe, Jane"]}),
+        ),
+        (
+            "/projects/{project}/environments/{env}/keys",
+            vec![("project", "links".into()), ("env", "qa".into())],
+            json!({"kind": "server", "name": "relay, <b>"}),
+        ),
+        (
+            "/users",
+            vec![],
+            json!({"email": "links@example.com", "role": "viewer", "password": "long enough password"}),
+        ),
+        ("/tokens", vec![], json!({"name": "spare"})),
+    ];
+    let mut deletions = Vec::new();
+    let mut followed = 0;
+    for (create, params, body) in creates {
+        let mut uri = format!("/api/v1{create}");
+        for (name, value) in &params {
+            uri = uri.replace(&format!("{{{name}}}"), value);
+        }
+        let created = app.call("POST", &uri, Some(&admin), Some(body)).await;
+        assert_eq!(created.status, 201, "POST {uri}: {}", created.body);
+        let links = doc["paths"][create]["post"]["responses"]["201"]["links"]
+            .as_object()
+            .unwrap_or_else(|| {
+                panic!("POST {create}: its 201 has no links, so fuzzers never reach what it creates")
+            });
+        for (name, link) in links {
+            let target = link["operationId"].as_str().expect("links name an operationId");
+            let (method, path) = by_id
+                .get(target)
+                .unwrap_or_else(|| panic!("{create} link {name}: no operation {target}"));
+            let mut uri = format!("/api/v1{path}");
+            for (param, expression) in link["parameters"].as_object().expect("link parameters") {
+                let value = link_value(expression.as_str().unwrap(), &params, &created.body);
+                let placeholder = format!("{{{param}}}");
+                assert!(
+                    uri.contains(&placeholder),
+                    "{name}: {target} has no path parameter {param}"
+                );
+                uri = uri.replace(&placeholder, &value);
+            }
+            assert!(
+                !uri.contains('{'),
+                "{name}: a parameter of {path} is not given: {uri}"
+            );
+            if method == "DELETE" {
+                deletions.push((uri, name.clone()));
+                continue;
+            }
+            let body = matches!(method.as_str(), "POST" | "PUT" | "PATCH").then(|| json!({}));
+            let reply = app.call(method, &uri, Some(&admin), body).await;
+            assert!(
+                reply.status != 404 && reply.status.as_u16() < 500,
+                "{name}: {method} {uri} answered {}: {}",
+                reply.status,
+                reply.body
+            );
+            followed += 1;
+        }
+    }
+    // Deletions last, deepest first, so each finds what it deletes.
+    deletions.sort_by_key(|(uri, _)| usize::MAX - uri.matches('/').count());
+    for (uri, name) in deletions {
+        let reply = app.call("DELETE", &uri, Some(&admin), None).await;
+        assert_eq!(reply.status, 204, "{name}: DELETE {uri}: {}", reply.body);
+        followed += 1;
+    }
+    assert!(followed >= 30, "{followed} links followed");
+}
