@@ -8,3 +8,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --doc --locked
+
+# ── schemathesis (tests/schemathesis/run.py): the management API and OFREP fuzzed against a real
+# server, a few minutes. `--tests` builds the binary exactly as nextest did, so this builds nothing.
+cargo build --locked --bin flagstaff --tests
+.venv-schemathesis/bin/python tests/schemathesis/run.py target/debug/flagstaff
+# ── end schemathesis ──
