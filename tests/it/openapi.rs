@@ -300,6 +300,24 @@ fn link_value(expression: &str, request_path: &[(&str, String)], body: &Value) -
     expression.to_owned()
 }
 
+/// A link's `requestBody`: `$response.body`, or an object whose string values are expressions.
+fn link_body(template: &Value, request_path: &[(&str, String)], body: &Value) -> Value {
+    match template {
+        Value::String(s) if s == "$response.body" => body.clone(),
+        Value::String(s) if s.starts_with("$response.body#") => body
+            .pointer(&s["$response.body#".len()..])
+            .cloned()
+            .unwrap_or(Value::Null),
+        Value::String(s) => Value::String(link_value(s, request_path, body)),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| (k.clone(), link_body(v, request_path, body)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        other => other.clone(),
+    }
+}
+
 #[actix_web::test]
 async fn every_create_response_links_to_what_it_created_and_each_link_reaches_it() {
     let app = TestApp::new();
@@ -371,6 +389,7 @@ async fn every_create_response_links_to_what_it_created_and_each_link_reaches_it
                 .get(target)
                 .unwrap_or_else(|| panic!("{create} link {name}: no operation {target}"));
             let mut uri = format!("/api/v1{path}");
+            let mut target_params = Vec::new();
             for (param, expression) in link["parameters"].as_object().expect("link parameters") {
                 let value = link_value(expression.as_str().unwrap(), &params, &created.body);
                 let placeholder = format!("{{{param}}}");
@@ -379,6 +398,7 @@ async fn every_create_response_links_to_what_it_created_and_each_link_reaches_it
                     "{name}: {target} has no path parameter {param}"
                 );
                 uri = uri.replace(&placeholder, &value);
+                target_params.push((param.as_str(), value));
             }
             assert!(
                 !uri.contains('{'),
@@ -388,7 +408,10 @@ async fn every_create_response_links_to_what_it_created_and_each_link_reaches_it
                 deletions.push((uri, name.clone()));
                 continue;
             }
-            let body = matches!(method.as_str(), "POST" | "PUT" | "PATCH").then(|| json!({}));
+            let body = match link.get("requestBody") {
+                Some(template) => Some(link_body(template, &params, &created.body)),
+                None => matches!(method.as_str(), "POST" | "PUT" | "PATCH").then(|| json!({})),
+            };
             let reply = app.call(method, &uri, Some(&admin), body).await;
             assert!(
                 reply.status != 404 && reply.status.as_u16() < 500,
@@ -396,7 +419,38 @@ async fn every_create_response_links_to_what_it_created_and_each_link_reaches_it
                 reply.status,
                 reply.body
             );
+            if link.get("requestBody").is_some() {
+                assert!(
+                    reply.status.is_success(),
+                    "{name}: the linked body is accepted: {}",
+                    reply.body
+                );
+            }
             followed += 1;
+
+            // One level further: the links of what this answered (a flag's history → restore).
+            let answer_links = doc["paths"][path.as_str()][method.to_lowercase()]["responses"]
+                [reply.status.as_str()]["links"]
+                .as_object();
+            for (next_name, next) in answer_links.into_iter().flatten() {
+                let (next_method, next_path) = &by_id[next["operationId"].as_str().unwrap()];
+                let mut next_uri = format!("/api/v1{next_path}");
+                for (param, expression) in next["parameters"].as_object().unwrap() {
+                    let value = link_value(expression.as_str().unwrap(), &target_params, &reply.body);
+                    next_uri = next_uri.replace(&format!("{{{param}}}"), &value);
+                }
+                let next_body = next
+                    .get("requestBody")
+                    .map(|t| link_body(t, &target_params, &reply.body));
+                let next_reply = app.call(next_method, &next_uri, Some(&admin), next_body).await;
+                assert!(
+                    next_reply.status.is_success(),
+                    "{next_name}: {next_method} {next_uri} answered {}: {}",
+                    next_reply.status,
+                    next_reply.body
+                );
+                followed += 1;
+            }
         }
     }
     // Deletions last, deepest first, so each finds what it deletes.
