@@ -89,7 +89,8 @@ def patched_ofrep_spec(folder):
 def run_suite(name, args, report, env):
     print(f"\n=== schemathesis: {name} ===", flush=True)
     started = time.monotonic()
-    code = subprocess.run(args, env=env).returncode
+    # In the temporary folder: schemathesis keeps a crash cache in its working directory.
+    code = subprocess.run(args, env=env, cwd=report.parent).returncode
     took = time.monotonic() - started
     summary = json.loads(report.read_text()) if report.exists() else {}
     return code, summary, took
