@@ -300,6 +300,9 @@ fn link_value(expression: &str, request_path: &[(&str, String)], body: &Value) -
     expression.to_owned()
 }
 
+/// A create to follow the links of: its path, the values of its path parameters, its body.
+type Create = (&'static str, Vec<(&'static str, String)>, Value);
+
 /// A link's `requestBody`: `$response.body`, or an object whose string values are expressions.
 fn link_body(template: &Value, request_path: &[(&str, String)], body: &Value) -> Value {
     match template {
@@ -336,7 +339,7 @@ async fn every_create_response_links_to_what_it_created_and_each_link_reaches_it
     // (hostile strings where the API takes free text).
     let flag = json!({"key": "checkout.v2", "name": "Checkout, \"v2\" <script>", "type": "boolean",
                       "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}]});
-    let creates: Vec<(&str, Vec<(&str, String)>, Value)> = vec![
+    let creates: Vec<Create> = vec![
         (
             "/projects",
             vec![],
