@@ -45,13 +45,18 @@ SEEDED_FLAGS = [
 
 
 @schemathesis.hook
-def map_path_parameters(ctx, path_parameters):
+def map_case(ctx, case):
     operation = ctx.operation
-    if operation is None or operation.path != "/ofrep/v1/evaluate/flags/{key}" or not path_parameters:
-        return path_parameters
-    drawn = str(path_parameters.get("key", ""))
-    # Decided by the drawn value itself, so a run stays reproducible from its seed.
+    if operation is None or operation.path != "/ofrep/v1/evaluate/flags/{key}" or not case.path_parameters:
+        return case
+    context = case.body.get("context") if isinstance(case.body, dict) else None
+    if not isinstance(context, dict):
+        return case
+    drawn = str(case.path_parameters.get("key", ""))
+    # Decided by the drawn value itself, so a run stays reproducible from its seed; the drawn key
+    # stays in the context, so cases that differed only by their key stay distinct.
     pick = zlib.crc32(drawn.encode("utf-8", "surrogatepass"))
     if pick % 4 != 0:
-        path_parameters["key"] = SEEDED_FLAGS[pick % len(SEEDED_FLAGS)]
-    return path_parameters
+        case.path_parameters["key"] = SEEDED_FLAGS[pick % len(SEEDED_FLAGS)]
+        context["drawnKey"] = drawn
+    return case

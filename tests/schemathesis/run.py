@@ -150,7 +150,6 @@ def main():
             "--checks", CHECKS,
             "--phases", os.environ.get("SCHEMATHESIS_PHASES", "examples,fuzzing,stateful"),
             "--seed", seed,
-            "--workers", "2",
             "--no-color",
             "--generation-database", "none",
             "--request-timeout", "10",
@@ -164,12 +163,12 @@ def main():
             "ofrep": (
                 "OFREP (reference document, client key)",
                 [str(patched_ofrep_spec(tmp)), "--url", url, "-H", f"Authorization: Bearer {client_key}",
-                 "--max-examples", str(3 * max_examples)],
+                 "--max-examples", str(3 * max_examples), "--workers", "1"],
             ),
             "api": (
                 "management API (/api/v1/openapi.json, admin token)",
                 [f"{api}/openapi.json", "-H", f"Authorization: Bearer {token}",
-                 "--max-examples", str(max_examples)],
+                 "--max-examples", str(max_examples), "--workers", "2"],
             ),
         }
         only = os.environ.get("SCHEMATHESIS_ONLY")
