@@ -48,6 +48,17 @@ if ! cmp -s tests/py/requirements.txt .venv-tests/requirements.txt; then
     cp tests/py/requirements.txt .venv-tests/requirements.txt
 fi
 
+# ── schemathesis (tests/schemathesis/run.py, issue 12's adversarial suites) ──
+# In a venv of its own (.venv-schemathesis), every package pinned by
+# tests/schemathesis/requirements.txt; rebuilt when that file changes.
+if ! cmp -s tests/schemathesis/requirements.txt .venv-schemathesis/requirements.txt; then
+    rm -rf .venv-schemathesis
+    python3 -m venv .venv-schemathesis
+    .venv-schemathesis/bin/pip install --quiet --disable-pip-version-check -r tests/schemathesis/requirements.txt
+    cp tests/schemathesis/requirements.txt .venv-schemathesis/requirements.txt
+fi
+# ── end schemathesis ──
+
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 
 # The Python SDK (sdk/python): a venv of its own (.venv-sdk-python) with pytest, maturin, gunicorn and the

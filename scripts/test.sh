@@ -17,3 +17,9 @@ node --test --test-force-exit --test-timeout=300000 sdk/node/test/*.test.mjs
 
 # The Python SDK (sdk/python) against the server binary built above.
 bash sdk/python/tests/run.sh
+
+# ── schemathesis (tests/schemathesis/run.py): the management API and OFREP fuzzed against a real
+# server, a few minutes. `--tests` builds the binary exactly as nextest did, so this builds nothing.
+cargo build --locked --bin flagstaff --tests
+.venv-schemathesis/bin/python tests/schemathesis/run.py target/debug/flagstaff
+# ── end schemathesis ──

@@ -92,8 +92,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub admin: AdminArgs,
     /// Reverse proxies (IP addresses or CIDR ranges, comma-separated, e.g. `127.0.0.1,10.0.0.0/8`)
-    /// whose `X-Forwarded-For` is believed for the client's address (logs, sign-in throttling).
-    /// Empty (the default): the header is ignored.
+    /// whose `X-Forwarded-For` is believed for the client's address (logs, sign-in throttling),
+    /// and whose `X-Forwarded-Proto`/`X-Forwarded-Host`/`Forwarded` for the scheme and host
+    /// (the `Secure` cookie, the Origin check). Empty (the default): these headers are ignored.
     #[arg(long, env = "FLAGSTAFF_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
     pub trusted_proxies: Vec<crate::ops::proxy::IpRange>,
 }
@@ -102,7 +103,8 @@ pub struct ServeArgs {
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct AdminArgs {
     /// When the session cookie gets the `Secure` attribute: `auto` (when the request came over
-    /// HTTPS, directly or as a proxy's `X-Forwarded-Proto`/`Forwarded` says), `always`, `never`.
+    /// HTTPS, directly or as a trusted proxy's `X-Forwarded-Proto`/`Forwarded` says), `always`,
+    /// `never`.
     #[arg(long, env = "FLAGSTAFF_SECURE_COOKIES", value_enum, default_value_t = SecureCookies::Auto, global = true)]
     pub secure_cookies: SecureCookies,
     /// Minutes without a request after which a session ends.

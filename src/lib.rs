@@ -18,6 +18,7 @@ pub mod server;
 pub mod snapshot;
 pub mod state;
 pub mod store;
+pub mod throttle;
 
 use actix_web::body::{BodySize, EitherBody, MessageBody};
 use actix_web::dev::{Service as _, ServiceFactory, ServiceRequest, ServiceResponse};

@@ -21,6 +21,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// SDKs' evaluation counts and keys' last use, waiting for the next flush.
     pub events: Arc<crate::events::Events>,
+    /// Password attempts in flight and recently failed, and the password hashing slots.
+    pub sign_in: Arc<crate::throttle::SignInGuard>,
     /// The writer's `PRAGMA data_version` when this process last caught up: it changes only
     /// when another process (the command line) commits to the database.
     seen_data_version: Arc<AtomicI64>,
@@ -44,6 +46,7 @@ impl AppState {
             hub: Hub::new(),
             settings: Arc::new(settings),
             events: Arc::default(),
+            sign_in: Arc::default(),
             seen_data_version: Arc::new(AtomicI64::new(data_version)),
             refreshed_group: Arc::default(),
         })

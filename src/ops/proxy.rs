@@ -4,6 +4,11 @@
 //! and a proxy appends the address it saw. So the header is read only when the peer is a
 //! proxy the operator named (`--trusted-proxies` / `FLAGSTAFF_TRUSTED_PROXIES`), and from the
 //! right: each trusted proxy is skipped, and the first address that is not one is the client.
+//!
+//! The same holds for the scheme and host the client used (`X-Forwarded-Proto`,
+//! `X-Forwarded-Host`, `Forwarded`), which decide the session cookie's `Secure` and the admin
+//! pages' `Origin` check: from any other peer they are the connection's own ([`scheme`],
+//! [`host`]).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -117,11 +122,47 @@ fn parse_forwarded_address(value: &str) -> Option<IpAddr> {
 
 /// The client's address of a request, by the application's trusted proxies.
 pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
-    let trusted = req
-        .app_data::<web::Data<AppState>>()
+    resolve(req.peer_addr().map(|a| a.ip()), req.headers(), trusted(req))
+}
+
+fn trusted(req: &HttpRequest) -> &[IpRange] {
+    req.app_data::<web::Data<AppState>>()
         .map(|s| s.settings.serve.trusted_proxies.as_slice())
-        .unwrap_or(&[]);
-    resolve(req.peer_addr().map(|a| a.ip()), req.headers(), trusted)
+        .unwrap_or(&[])
+}
+
+/// Whether the request's peer is a trusted proxy, whose forwarding headers are believed.
+pub fn from_trusted_proxy(req: &HttpRequest) -> bool {
+    let trusted = trusted(req);
+    req.peer_addr()
+        .is_some_and(|peer| trusted.iter().any(|r| r.contains(canonical(peer.ip()))))
+}
+
+/// The scheme the client used (`http` or `https`): a trusted proxy's `X-Forwarded-Proto` or
+/// `Forwarded: proto=`, else the connection's own.
+pub fn scheme(req: &HttpRequest) -> String {
+    if from_trusted_proxy(req) {
+        return req.connection_info().scheme().to_owned();
+    }
+    match req.uri().scheme_str() {
+        Some(scheme) => scheme.to_owned(),
+        None if req.app_config().secure() => "https".to_owned(),
+        None => "http".to_owned(),
+    }
+}
+
+/// The host (and port) the client asked for: a trusted proxy's `X-Forwarded-Host` or
+/// `Forwarded: host=`, else the request's `Host`.
+pub fn host(req: &HttpRequest) -> String {
+    if from_trusted_proxy(req) {
+        return req.connection_info().host().to_owned();
+    }
+    req.headers()
+        .get(actix_web::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or_else(|| req.app_config().host())
+        .to_owned()
 }
 
 /// [`client_ip`] for middleware.

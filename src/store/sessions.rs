@@ -195,43 +195,48 @@ pub fn prune(conn: &Connection, idle_ms: i64) -> Result<usize> {
     Ok(n)
 }
 
-/// The times of recent failures (since `since`) for an email and for a client, oldest first.
+/// The times of recent failures (since `since`): of this client on this email (none without an
+/// email), and of this client on any email.
 pub fn recent_failures(
     conn: &Connection,
-    email: &str,
+    email: Option<&str>,
     client: &str,
     since: i64,
 ) -> Result<(Vec<i64>, Vec<i64>)> {
-    let times = |sql: &str, key: &str| -> Result<Vec<i64>> {
-        let mut stmt = conn.prepare_cached(sql)?;
-        let rows = stmt.query_map(params![key, since], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<i64>>>()?)
+    let on_email = match email {
+        Some(email) => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT at FROM sign_in_failures WHERE email = ?1 AND client = ?2 AND at >= ?3",
+            )?;
+            let rows = stmt.query_map(params![email, client, since], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<Vec<i64>>>()?
+        }
+        None => Vec::new(),
     };
-    Ok((
-        times(
-            "SELECT at FROM sign_in_failures WHERE email = ?1 AND at >= ?2 ORDER BY at",
-            email,
-        )?,
-        times(
-            "SELECT at FROM sign_in_failures WHERE client = ?1 AND at >= ?2 ORDER BY at",
-            client,
-        )?,
-    ))
+    let mut stmt = conn.prepare_cached("SELECT at FROM sign_in_failures WHERE client = ?1 AND at >= ?2")?;
+    let rows = stmt.query_map(params![client, since], |r| r.get(0))?;
+    Ok((on_email, rows.collect::<rusqlite::Result<Vec<i64>>>()?))
 }
 
-/// Records a failed sign-in and forgets failures older than `forget_before`.
-pub fn record_failure(conn: &Connection, email: &str, client: &str, forget_before: i64) -> Result<()> {
+/// Records a failed sign-in at `at` and forgets failures older than `forget_before`.
+pub fn record_failure(
+    conn: &Connection,
+    email: &str,
+    client: &str,
+    at: i64,
+    forget_before: i64,
+) -> Result<()> {
     conn.prepare_cached("DELETE FROM sign_in_failures WHERE at < ?1")?
         .execute([forget_before])?;
     conn.prepare_cached("INSERT INTO sign_in_failures (at, email, client) VALUES (?1, ?2, ?3)")?
-        .execute(params![now_ms(), email, client])?;
+        .execute(params![at, email, client])?;
     Ok(())
 }
 
-/// Forgets an account's failed sign-ins (after a successful one).
-pub fn clear_failures(conn: &Connection, email: &str) -> Result<()> {
-    conn.prepare_cached("DELETE FROM sign_in_failures WHERE email = ?1")?
-        .execute([email])?;
+/// Forgets a client's failed sign-ins on an account (after a successful one from there).
+pub fn clear_failures(conn: &Connection, email: &str, client: &str) -> Result<()> {
+    conn.prepare_cached("DELETE FROM sign_in_failures WHERE email = ?1 AND client = ?2")?
+        .execute([email, client])?;
     Ok(())
 }
 

@@ -275,3 +275,193 @@ async fn every_documented_operation_is_routed() {
         );
     }
 }
+
+/// A link parameter's value: `$request.path.NAME`, `$response.body#/POINTER`, or a constant.
+fn link_value(expression: &str, request_path: &[(&str, String)], body: &Value) -> String {
+    if let Some(name) = expression.strip_prefix("$request.path.") {
+        return request_path
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("{expression}: no such path parameter in the request"))
+            .1
+            .clone();
+    }
+    if let Some(pointer) = expression.strip_prefix("$response.body#") {
+        return match body.pointer(pointer) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            other => panic!("{expression} resolves to {other:?} in {body}"),
+        };
+    }
+    assert!(
+        !expression.starts_with('$'),
+        "unsupported expression {expression}"
+    );
+    expression.to_owned()
+}
+
+/// A create to follow the links of: its path, the values of its path parameters, its body.
+type Create = (&'static str, Vec<(&'static str, String)>, Value);
+
+/// A link's `requestBody`: `$response.body`, or an object whose string values are expressions.
+fn link_body(template: &Value, request_path: &[(&str, String)], body: &Value) -> Value {
+    match template {
+        Value::String(s) if s == "$response.body" => body.clone(),
+        Value::String(s) if s.starts_with("$response.body#") => body
+            .pointer(&s["$response.body#".len()..])
+            .cloned()
+            .unwrap_or(Value::Null),
+        Value::String(s) => Value::String(link_value(s, request_path, body)),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| (k.clone(), link_body(v, request_path, body)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        other => other.clone(),
+    }
+}
+
+#[actix_web::test]
+async fn every_create_response_links_to_what_it_created_and_each_link_reaches_it() {
+    let app = TestApp::new();
+    let admin = app.token(Role::Admin);
+    let (_, doc) = document(&app).await;
+    let mut by_id = std::collections::BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if let Some(id) = op.get("operationId").and_then(Value::as_str) {
+                by_id.insert(id.to_owned(), (method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+
+    // Each create, with the values of its own path parameters and a body a user would send
+    // (hostile strings where the API takes free text).
+    let flag = json!({"key": "checkout.v2", "name": "Checkout, \"v2\" <script>", "type": "boolean",
+                      "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}]});
+    let creates: Vec<Create> = vec![
+        (
+            "/projects",
+            vec![],
+            json!({"key": "links", "name": "Links, \"quoted\"\t✓"}),
+        ),
+        (
+            "/projects/{project}/environments",
+            vec![("project", "links".into())],
+            json!({"key": "qa", "name": "QA"}),
+        ),
+        (
+            "/projects/{project}/flags",
+            vec![("project", "links".into())],
+            flag,
+        ),
+        (
+            "/projects/{project}/segments",
+            vec![("project", "links".into())],
+            json!({"key": "beta", "included": ["Doe, Jane"]}),
+        ),
+        (
+            "/projects/{project}/environments/{env}/keys",
+            vec![("project", "links".into()), ("env", "qa".into())],
+            json!({"kind": "server", "name": "relay, <b>"}),
+        ),
+        (
+            "/users",
+            vec![],
+            json!({"email": "links@example.com", "role": "viewer", "password": "long enough password"}),
+        ),
+        ("/tokens", vec![], json!({"name": "spare"})),
+    ];
+    let mut deletions = Vec::new();
+    let mut followed = 0;
+    for (create, params, body) in creates {
+        let mut uri = format!("/api/v1{create}");
+        for (name, value) in &params {
+            uri = uri.replace(&format!("{{{name}}}"), value);
+        }
+        let created = app.call("POST", &uri, Some(&admin), Some(body)).await;
+        assert_eq!(created.status, 201, "POST {uri}: {}", created.body);
+        let links = doc["paths"][create]["post"]["responses"]["201"]["links"]
+            .as_object()
+            .unwrap_or_else(|| {
+                panic!("POST {create}: its 201 has no links, so fuzzers never reach what it creates")
+            });
+        for (name, link) in links {
+            let target = link["operationId"].as_str().expect("links name an operationId");
+            let (method, path) = by_id
+                .get(target)
+                .unwrap_or_else(|| panic!("{create} link {name}: no operation {target}"));
+            let mut uri = format!("/api/v1{path}");
+            let mut target_params = Vec::new();
+            for (param, expression) in link["parameters"].as_object().expect("link parameters") {
+                let value = link_value(expression.as_str().unwrap(), &params, &created.body);
+                let placeholder = format!("{{{param}}}");
+                assert!(
+                    uri.contains(&placeholder),
+                    "{name}: {target} has no path parameter {param}"
+                );
+                uri = uri.replace(&placeholder, &value);
+                target_params.push((param.as_str(), value));
+            }
+            assert!(
+                !uri.contains('{'),
+                "{name}: a parameter of {path} is not given: {uri}"
+            );
+            if method == "DELETE" {
+                deletions.push((uri, name.clone()));
+                continue;
+            }
+            let body = match link.get("requestBody") {
+                Some(template) => Some(link_body(template, &params, &created.body)),
+                None => matches!(method.as_str(), "POST" | "PUT" | "PATCH").then(|| json!({})),
+            };
+            let reply = app.call(method, &uri, Some(&admin), body).await;
+            assert!(
+                reply.status != 404 && reply.status.as_u16() < 500,
+                "{name}: {method} {uri} answered {}: {}",
+                reply.status,
+                reply.body
+            );
+            if link.get("requestBody").is_some() {
+                assert!(
+                    reply.status.is_success(),
+                    "{name}: the linked body is accepted: {}",
+                    reply.body
+                );
+            }
+            followed += 1;
+
+            // One level further: the links of what this answered (a flag's history → restore).
+            let answer_links = doc["paths"][path.as_str()][method.to_lowercase()]["responses"]
+                [reply.status.as_str()]["links"]
+                .as_object();
+            for (next_name, next) in answer_links.into_iter().flatten() {
+                let (next_method, next_path) = &by_id[next["operationId"].as_str().unwrap()];
+                let mut next_uri = format!("/api/v1{next_path}");
+                for (param, expression) in next["parameters"].as_object().unwrap() {
+                    let value = link_value(expression.as_str().unwrap(), &target_params, &reply.body);
+                    next_uri = next_uri.replace(&format!("{{{param}}}"), &value);
+                }
+                let next_body = next
+                    .get("requestBody")
+                    .map(|t| link_body(t, &target_params, &reply.body));
+                let next_reply = app.call(next_method, &next_uri, Some(&admin), next_body).await;
+                assert!(
+                    next_reply.status.is_success(),
+                    "{next_name}: {next_method} {next_uri} answered {}: {}",
+                    next_reply.status,
+                    next_reply.body
+                );
+                followed += 1;
+            }
+        }
+    }
+    // Deletions last, deepest first, so each finds what it deletes.
+    deletions.sort_by_key(|(uri, _)| usize::MAX - uri.matches('/').count());
+    for (uri, name) in deletions {
+        let reply = app.call("DELETE", &uri, Some(&admin), None).await;
+        assert_eq!(reply.status, 204, "{name}: DELETE {uri}: {}", reply.body);
+        followed += 1;
+    }
+    assert!(followed >= 30, "{followed} links followed");
+}

@@ -129,7 +129,7 @@ fn a_data_dir_of_the_previous_version_is_migrated_in_place_keeping_sessions_coun
             Ok((
                 sessions::authenticate(conn, "cookie-secret", 3_600_000)?,
                 usage::counts(conn, 3, None, 0)?,
-                sessions::recent_failures(conn, "X@example.test", "elsewhere", 0)?,
+                sessions::recent_failures(conn, Some("x@example.test"), "127.0.0.1", 0)?,
                 api_keys::list(conn, 3)?,
             ))
         })
@@ -234,7 +234,7 @@ async fn operational_writes_never_publish_the_database() {
         .state
         .store
         .operational(move |tx| {
-            sessions::record_failure(tx, EMAIL, "::1", 0)?;
+            sessions::record_failure(tx, EMAIL, "::1", 0, 0)?;
             sessions::create(tx, user, 60_000)
         })
         .await

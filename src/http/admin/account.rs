@@ -1,9 +1,10 @@
 //! Signing in and out, the first admin's setup link, and the signed-in user's own account
 //! (password change, sessions).
 //!
-//! Failed sign-ins are counted in the database per account and per client address; past
-//! [`ACCOUNT_LIMIT`] or [`CLIENT_LIMIT`] failures within [`WINDOW_MS`], sign-ins answer
-//! `429 Too Many Requests` (with `Retry-After`) without checking the password.
+//! Every password check — signing in, the current password of a password change, the setup
+//! link — first reserves an attempt with [`crate::throttle`] (per account *and* client address,
+//! and per address) and takes a hashing slot; a refusal is `429 Too Many Requests` with
+//! `Retry-After`, answered without looking at the password.
 
 use std::sync::LazyLock;
 
@@ -24,13 +25,7 @@ use crate::password;
 use crate::store::audit::{self, Actor};
 use crate::store::users::{self, Role};
 use crate::store::{Changes, now_ms, sessions};
-
-/// The time window failures are counted in.
-pub const WINDOW_MS: i64 = 15 * 60_000;
-/// Failures of one account within the window after which its sign-ins are refused.
-pub const ACCOUNT_LIMIT: usize = 5;
-/// Failures from one client address within the window after which its sign-ins are refused.
-pub const CLIENT_LIMIT: usize = 20;
+use crate::throttle::{Attempt, HashingSlot, Scope, Subject, Throttled, WINDOW_MS};
 
 /// Verified when the email is unknown, so an unknown email takes as long as a wrong password.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| password::hash("flagstaff dummy password"));
@@ -123,25 +118,82 @@ async fn ok_setup_hint(state: &AppState, req: &HttpRequest) -> Result<HttpRespon
     )
 }
 
-/// How long (seconds) until fewer than `limit` of these failure times are within the window.
-fn wait_secs(times: &[i64], limit: usize, now: i64) -> Option<u64> {
-    if times.len() < limit {
-        return None;
-    }
-    let frees_at = times[times.len() - limit] + WINDOW_MS;
-    Some(((frees_at - now).max(1000) as u64).div_ceil(1000))
-}
-
-fn throttled(wait: u64, who: &str) -> PageError {
-    let minutes = wait.div_ceil(60);
-    let unit = if minutes == 1 { "minute" } else { "minutes" };
+fn throttled(refused: Throttled, subject: &Subject) -> PageError {
+    let secs = refused.retry_after_secs();
+    let wait = if secs < 60 {
+        format!("{secs} seconds")
+    } else {
+        let minutes = secs.div_ceil(60);
+        format!("{minutes} {}", if minutes == 1 { "minute" } else { "minutes" })
+    };
+    let what = match subject {
+        Subject::Account(_) => "sign-ins",
+        Subject::SetupLink => "uses of setup links",
+    };
+    let who = match (refused.scope, subject) {
+        (Scope::Subject, Subject::Account(_)) => "for this account from your address",
+        _ => "from your address",
+    };
     PageError {
-        retry_after: Some(wait),
+        retry_after: Some(secs),
         ..PageError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            format!("Too many failed sign-ins {who}. Wait {minutes} {unit}, then try again."),
+            format!("Too many failed {what} {who}. Wait {wait}, then try again."),
         )
     }
+}
+
+fn busy() -> PageError {
+    PageError {
+        retry_after: Some(1),
+        ..PageError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "The server is busy checking other passwords. Try again in a second.",
+        )
+    }
+}
+
+/// Reserves a password attempt at `subject` from `client` (loading the failures persisted for
+/// them the first time they are seen), or refuses it with a 429.
+async fn reserve(state: &AppState, subject: &Subject, client: &str) -> Result<Attempt, PageError> {
+    if !state.sign_in.knows(subject, client) {
+        let email = subject.persisted_email().map(str::to_owned);
+        let lookup_client = client.to_owned();
+        let since = state.sign_in.now_ms() - WINDOW_MS;
+        let (on_subject, on_client) = state
+            .store
+            .read(move |conn| sessions::recent_failures(conn, email.as_deref(), &lookup_client, since))
+            .await?;
+        state.sign_in.remember(subject, client, on_subject, on_client);
+    }
+    state.sign_in.reserve(subject, client, state.sign_in.now_ms()).map_err(|refused| {
+        tracing::warn!(?subject, %client, wait_ms = refused.wait_ms, "password attempt refused: too many failures");
+        throttled(refused, subject)
+    })
+}
+
+/// A password hashing slot, or a 429 when all are taken.
+pub(crate) fn hashing_slot(state: &AppState) -> Result<HashingSlot, PageError> {
+    state.sign_in.hashing_slot().map_err(|_| busy())
+}
+
+/// Settles a failed attempt: in memory at once, then persisted (so a restart remembers it).
+async fn record_failure(
+    state: &AppState,
+    attempt: Attempt,
+    subject: &Subject,
+    client: &str,
+) -> Result<(), PageError> {
+    let at = state.sign_in.now_ms();
+    attempt.failed(at);
+    if let Some(email) = subject.persisted_email() {
+        let (email, client) = (email.to_owned(), client.to_owned());
+        state
+            .store
+            .operational(move |tx| sessions::record_failure(tx, &email, &client, at, at - WINDOW_MS))
+            .await?;
+    }
+    Ok(())
 }
 
 async fn sign_in(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, PageError> {
@@ -165,54 +217,35 @@ async fn sign_in(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Pag
     }
 
     let client = client_address(&req);
-    let now = now_ms();
-    let (lookup_email, lookup_client) = (email.clone(), client.clone());
-    let (by_account, by_client) = state
-        .store
-        .read(move |conn| sessions::recent_failures(conn, &lookup_email, &lookup_client, now - WINDOW_MS))
-        .await?;
-    if let Some(wait) = wait_secs(&by_account, ACCOUNT_LIMIT, now) {
-        tracing::warn!(%email, %client, "sign-in refused: too many failures for this account");
-        return Err(throttled(wait, "for this account"));
-    }
-    if let Some(wait) = wait_secs(&by_client, CLIENT_LIMIT, now) {
-        tracing::warn!(%client, "sign-in refused: too many failures from this address");
-        return Err(throttled(wait, "from your address"));
-    }
+    let subject = Subject::account(&email);
+    let attempt = reserve(&state, &subject, &client).await?;
 
     let lookup = email.clone();
     let credentials = state
         .store
         .read(move |conn| sessions::credentials(conn, &lookup))
         .await?;
-    let hash = credentials
-        .as_ref()
-        .map(|c| c.password_hash.clone())
-        .unwrap_or_else(|| DUMMY_HASH.clone());
-    let verified = web::block(move || password::verify(&password, &hash))
+    let hash = credentials.as_ref().map(|c| c.password_hash.clone());
+    let slot = hashing_slot(&state)?;
+    let verified = web::block(move || slot.verify(&password, hash.as_deref().unwrap_or(&DUMMY_HASH)))
         .await
         .map_err(|e| PageError::internal(e.to_string()))?;
     let user = credentials.filter(|c| verified && !c.user.disabled);
 
     let Some(credentials) = user else {
-        let (failed_email, failed_client) = (email.clone(), client.clone());
-        state
-            .store
-            .operational(move |tx| {
-                sessions::record_failure(tx, &failed_email, &failed_client, now_ms() - WINDOW_MS)
-            })
-            .await?;
+        record_failure(&state, attempt, &subject, &client).await?;
         tracing::info!(%email, %client, "sign-in failed");
         let error = "Wrong email or password.".to_owned();
         return sign_in_response(&state, &req, StatusCode::UNAUTHORIZED, &email, &next, Some(error));
     };
+    attempt.succeeded();
 
     let max_ms = session::max_ms(&state);
     let (user_id, user_email) = (credentials.user.id, credentials.user.email.clone());
     let new = state
         .store
         .operational(move |tx| {
-            sessions::clear_failures(tx, &user_email)?;
+            sessions::clear_failures(tx, &user_email, &client)?;
             sessions::create(tx, user_id, max_ms)
         })
         .await?;
@@ -332,9 +365,25 @@ async fn setup(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, PageE
         };
         return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
     }
-    let hash = web::block(move || password::hash(&password))
+    // The link is checked before any password is hashed, and guessing links is throttled like
+    // guessing passwords.
+    let client = client_address(&req);
+    let attempt = reserve(&state, &Subject::SetupLink, &client).await?;
+    let check = token.clone();
+    let valid = state
+        .store
+        .read(move |conn| Ok(users::count(conn)? == 0 && sessions::setup_token_valid(conn, &check)?))
+        .await?;
+    if !valid {
+        record_failure(&state, attempt, &Subject::SetupLink, &client).await?;
+        tracing::warn!(%client, "setup link refused");
+        return Err(setup_link_invalid());
+    }
+    let slot = hashing_slot(&state)?;
+    let hash = web::block(move || slot.hash(&password))
         .await
         .map_err(|e| PageError::internal(e.to_string()))?;
+    attempt.succeeded();
     let max_ms = session::max_ms(&state);
     let created = state
         .write(move |tx| {
@@ -452,30 +501,26 @@ async fn change_password(req: HttpRequest, posted: Posted) -> Result<HttpRespons
         errors.add("password", "Choose a password different from the current one.");
     }
 
-    let now = now_ms();
-    let (email, client) = (session.user.email.clone(), client_address(&req));
-    let (lookup_email, lookup_client) = (email.clone(), client.clone());
-    let (by_account, _) = state
-        .store
-        .read(move |conn| sessions::recent_failures(conn, &lookup_email, &lookup_client, now - WINDOW_MS))
-        .await?;
-    if let Some(wait) = wait_secs(&by_account, ACCOUNT_LIMIT, now) {
-        return Err(throttled(wait, "for this account"));
-    }
+    let client = client_address(&req);
+    let subject = Subject::account(&session.user.email);
+    let attempt = reserve(&state, &subject, &client).await?;
     let user_id = session.user.id;
     let hash = state
         .store
         .read(move |conn| sessions::password_hash(conn, user_id))
         .await?
         .unwrap_or_default();
-    let verified = web::block(move || password::verify(&current, &hash))
-        .await
-        .map_err(|e| PageError::internal(e.to_string()))?;
-    if !verified {
-        state
-            .store
-            .operational(move |tx| sessions::record_failure(tx, &email, &client, now_ms() - WINDOW_MS))
-            .await?;
+    let slot = hashing_slot(&state)?;
+    let (slot, verified) = web::block(move || {
+        let verified = slot.verify(&current, &hash);
+        (slot, verified)
+    })
+    .await
+    .map_err(|e| PageError::internal(e.to_string()))?;
+    if verified {
+        attempt.succeeded();
+    } else {
+        record_failure(&state, attempt, &subject, &client).await?;
         errors.0.insert(
             0,
             (
@@ -489,7 +534,7 @@ async fn change_password(req: HttpRequest, posted: Posted) -> Result<HttpRespons
         page.temporary = session.must_change_password;
         return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
     }
-    let hash = web::block(move || password::hash(&new_password))
+    let hash = web::block(move || slot.hash(&new_password))
         .await
         .map_err(|e| PageError::internal(e.to_string()))?;
     let (session_id, actor, user_email) = (session.id, session.actor(), session.user.email.clone());
@@ -525,22 +570,4 @@ async fn revoke_other_sessions(req: HttpRequest, posted: Posted) -> Result<HttpR
         .operational(move |tx| sessions::revoke_all(tx, user_id, Some(keep)))
         .await?;
     Ok(see_other("/account?notice=signed-out-others"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_wait_lasts_until_the_limit_is_no_longer_reached() {
-        let now = 100 * 60_000;
-        let times: Vec<i64> = (0..5).map(|i| now - 10 * 60_000 + i * 60_000).collect();
-        assert_eq!(wait_secs(&times[..4], 5, now), None);
-        // The oldest of the five leaves the 15-minute window 5 minutes from now.
-        assert_eq!(wait_secs(&times, 5, now), Some(300));
-        let six: Vec<i64> = std::iter::once(now - 14 * 60_000)
-            .chain(times.iter().copied())
-            .collect();
-        assert_eq!(wait_secs(&six, 5, now), Some(300));
-    }
 }

@@ -308,7 +308,7 @@ pub fn check_origin(req: &HttpRequest) -> Result<(), PageError> {
     {
         return Err(refused());
     }
-    let host = req.connection_info().host().to_ascii_lowercase();
+    let host = crate::ops::proxy::host(req).to_ascii_lowercase();
     let origin = headers
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER));
@@ -342,12 +342,13 @@ pub(crate) fn max_ms(state: &AppState) -> i64 {
     (state.settings.serve.admin.session_max_hours as i64).saturating_mul(3_600_000)
 }
 
-/// Whether cookies set on this request get `Secure`.
+/// Whether cookies set on this request get `Secure` (with `auto`: when the request came over
+/// HTTPS, as the connection or a trusted proxy says).
 pub fn secure_cookies(state: &AppState, req: &HttpRequest) -> bool {
     match state.settings.serve.admin.secure_cookies {
         SecureCookies::Always => true,
         SecureCookies::Never => false,
-        SecureCookies::Auto => req.connection_info().scheme() == "https",
+        SecureCookies::Auto => crate::ops::proxy::scheme(req) == "https",
     }
 }
 

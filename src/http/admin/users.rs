@@ -106,7 +106,8 @@ async fn create(req: HttpRequest, posted: Posted) -> Result<HttpResponse, PageEr
         errors.add("password", e.to_string());
     }
     if let (Some(email), Some(role), true) = (email, role, errors.is_empty()) {
-        let hash = web::block(move || password::hash(&temporary))
+        let slot = super::account::hashing_slot(&state).map_err(|e| e.json(posted.json))?;
+        let hash = web::block(move || slot.hash(&temporary))
             .await
             .map_err(|e| PageError::internal(e.to_string()))?;
         let actor = posted.session.actor();

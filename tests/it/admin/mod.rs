@@ -9,6 +9,7 @@ mod pages;
 mod redirects;
 mod round_trip;
 mod sign_in;
+mod throttle;
 
 use std::collections::BTreeMap;
 

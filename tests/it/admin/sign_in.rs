@@ -57,29 +57,92 @@ async fn signing_in_sets_an_httponly_lax_session_cookie_and_opens_the_pages() {
     assert_eq!(stored[0], flagstaff::keys::hash(&token).to_vec());
 }
 
-#[actix_web::test]
-async fn the_cookie_is_secure_over_https_or_when_configured() {
-    let app = TestApp::new();
-    let email = user(&app, "ann@example.com", Role::Admin);
-    let mut agent = Agent::new(&app);
-    let page = agent.get("/sign-in").await;
+/// Signs in with `headers` on both the page and the form.
+async fn sign_in_with(agent: &mut Agent<'_>, email: &str, headers: &[(&str, &str)]) -> super::Page {
+    let page = agent.send("GET", "/sign-in", None, headers).await;
     let csrf = page.csrf();
     let body =
-        serde_urlencoded::to_string([("csrf", csrf.as_str()), ("email", &email), ("password", PASSWORD)])
+        serde_urlencoded::to_string([("csrf", csrf.as_str()), ("email", email), ("password", PASSWORD)])
             .unwrap();
-    let page = agent
-        .send(
-            "POST",
-            "/sign-in",
-            Some(body),
-            &[
-                ("content-type", "application/x-www-form-urlencoded"),
-                ("x-forwarded-proto", "https"),
-            ],
-        )
-        .await;
+    let mut all = vec![("content-type", "application/x-www-form-urlencoded")];
+    all.extend_from_slice(headers);
+    agent.send("POST", "/sign-in", Some(body), &all).await
+}
+
+#[actix_web::test]
+async fn the_cookie_is_secure_over_https_from_a_trusted_proxy_or_when_configured() {
+    let app = TestApp::with_settings(|s| s.serve.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()]);
+    let email = user(&app, "ann@example.com", Role::Admin);
+    let https = [("x-forwarded-proto", "https")];
+
+    let mut proxied = Agent::new(&app);
+    proxied.peer = Some("10.1.2.3:443".parse().unwrap());
+    let page = sign_in_with(&mut proxied, &email, &https).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
     assert!(session_cookie_header(&page).contains("Secure"));
+
+    // Anyone else saying so is not believed.
+    let mut direct = Agent::new(&app);
+    direct.peer = Some("192.0.2.10:5000".parse().unwrap());
+    let page = sign_in_with(&mut direct, &email, &https).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert!(
+        !session_cookie_header(&page).contains("Secure"),
+        "plain HTTP from an untrusted peer"
+    );
+    let mut forwarded = Agent::new(&app);
+    forwarded.peer = Some("192.0.2.10:5001".parse().unwrap());
+    let page = sign_in_with(&mut forwarded, &email, &[("forwarded", "proto=https")]).await;
+    assert!(!session_cookie_header(&page).contains("Secure"));
+
+    let always =
+        TestApp::with_settings(|s| s.serve.admin.secure_cookies = flagstaff::config::SecureCookies::Always);
+    let email = user(&always, "ann@example.com", Role::Admin);
+    let page = sign_in_with(&mut Agent::new(&always), &email, &[]).await;
+    assert!(session_cookie_header(&page).contains("Secure"));
+}
+
+#[actix_web::test]
+async fn the_origin_check_believes_a_forwarded_host_only_from_a_trusted_proxy() {
+    let app = TestApp::with_settings(|s| s.serve.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()]);
+    let email = user(&app, "ann@example.com", Role::Admin);
+    let as_evil = [("x-forwarded-host", "evil.example")];
+
+    // An attacker's page posts from evil.example and claims that host itself.
+    let mut attacker = Agent::new(&app);
+    attacker.peer = Some("192.0.2.10:5000".parse().unwrap());
+    attacker.origin = Some("https://evil.example".to_owned());
+    let page = sign_in_with(&mut attacker, &email, &as_evil).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    assert!(page.body.contains("Origin"), "{}", page.body);
+    let page = sign_in_with(&mut attacker, &email, &[("forwarded", "host=evil.example")]).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+
+    // Behind the trusted proxy, the public host is the one it reports.
+    let mut proxied = Agent::new(&app);
+    proxied.peer = Some("10.1.2.3:443".parse().unwrap());
+    proxied.origin = Some("https://flags.example.com".to_owned());
+    let page = sign_in_with(
+        &mut proxied,
+        &email,
+        &[
+            ("x-forwarded-host", "flags.example.com"),
+            ("x-forwarded-proto", "https"),
+        ],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    // And the proxy's own Host header is not the public one then.
+    let mut mismatch = Agent::new(&app);
+    mismatch.peer = Some("10.1.2.3:443".parse().unwrap());
+    mismatch.origin = Some("http://localhost:8080".to_owned());
+    let page = sign_in_with(
+        &mut mismatch,
+        &email,
+        &[("x-forwarded-host", "flags.example.com")],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
 }
 
 #[actix_web::test]
@@ -112,7 +175,8 @@ async fn a_wrong_password_is_refused_and_the_sign_in_form_is_protected() {
 
 #[actix_web::test]
 async fn repeated_failures_are_throttled_per_account_with_429() {
-    let app = TestApp::new();
+    let mut app = TestApp::new();
+    super::throttle::freeze_clock(&mut app);
     let email = user(&app, "ann@example.com", Role::Viewer);
     let mut agent = Agent::new(&app);
     for _ in 0..5 {
@@ -123,12 +187,13 @@ async fn repeated_failures_are_throttled_per_account_with_429() {
     let page = agent.sign_in(&email, PASSWORD).await;
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.body);
     assert!(
-        page.body.contains("Too many failed sign-ins for this account"),
+        page.body
+            .contains("Too many failed sign-ins for this account from your address"),
         "{}",
         page.body
     );
     let wait: u64 = page.header("retry-after").expect("Retry-After").parse().unwrap();
-    assert!((1..=15 * 60).contains(&wait), "{wait}");
+    assert_eq!(wait, 15, "the first wait past the free guesses");
     // The failures of one account do not lock another.
     let other = user(&app, "bob@example.com", Role::Viewer);
     let page = agent.sign_in(&other, PASSWORD).await;
@@ -137,7 +202,8 @@ async fn repeated_failures_are_throttled_per_account_with_429() {
 
 #[actix_web::test]
 async fn repeated_failures_are_throttled_per_client_address() {
-    let app = TestApp::new();
+    let mut app = TestApp::new();
+    super::throttle::freeze_clock(&mut app);
     let email = user(&app, "ann@example.com", Role::Viewer);
     let mut attacker = Agent::new(&app);
     attacker.peer = Some("192.0.2.7:40000".parse().unwrap());
