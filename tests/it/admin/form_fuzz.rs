@@ -217,20 +217,19 @@ async fn reseed(site: &mut Site) {
     if site.browser.get("/projects").await.status != 200 {
         // Signed out by a case: a new session straight from the store (signing in again would
         // meet the throttling of the failed password checks that earlier cases made).
-        let token = site
-            .app
-            .state
-            .write_blocking(|tx| {
-                let id: i64 = tx.query_row(
+        let store = &site.app.state.store;
+        let id: i64 = store
+            .read_blocking(|conn| {
+                Ok(conn.query_row(
                     "SELECT id FROM users WHERE email = 'admin@example.com'",
                     [],
                     |r| r.get(0),
-                )?;
-                Ok((
-                    flagstaff::store::sessions::create(tx, id, 3_600_000)?.token,
-                    flagstaff::store::Changes::default(),
-                ))
+                )?)
             })
+            .expect("the admin's id");
+        // Sessions live in the operational database (DESIGN.md §5).
+        let token = store
+            .operational_blocking(|tx| Ok(flagstaff::store::sessions::create(tx, id, 3_600_000)?.token))
             .expect("a new session");
         site.browser.cookies.clear();
         site.browser
