@@ -30,6 +30,7 @@
 
 pub mod compile;
 pub mod evaluate;
+pub mod fingerprint;
 pub mod hash;
 pub mod model;
 pub mod validate;
@@ -41,5 +42,6 @@ pub type Context = serde_json::Map<String, Value>;
 
 pub use compile::{CompiledEnvironment, CompiledFlag};
 pub use evaluate::{EvalError, Evaluation, Reason};
+pub use fingerprint::Fingerprints;
 pub use hash::bucket;
 pub use validate::{ValidationError, parse_bundle, parse_document, validate_bundle, validate_document};

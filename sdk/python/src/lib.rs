@@ -7,15 +7,12 @@
 //! (gunicorn, uWSGI) inherits plain memory and nothing half-held. Evaluation counts are atomic
 //! counters per (flag, variation), drained by the client's event thread.
 
-use std::hash::Hasher;
-use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use flagstaff_eval::{CompiledEnvironment, Context, Evaluation, Value, parse_bundle};
+use flagstaff_eval::{CompiledEnvironment, Context, Evaluation, Fingerprints, Value, parse_bundle};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
-use rustc_hash::{FxHashMap, FxHasher};
 
 /// Deepest nesting of a context converted from Python; deeper parts (or a list holding itself)
 /// are left out rather than followed.
@@ -29,7 +26,7 @@ struct Engine {
     environment: String,
     revision: u64,
     /// A hash of each flag's definition, to tell which flags a new bundle changed.
-    fingerprints: FxHashMap<Box<str>, u64>,
+    fingerprints: Fingerprints,
     /// For each flag, by its position in the environment, where its counters start.
     first_counter: Box<[usize]>,
     /// One counter per (flag, variation), incremented by reads, drained by the event thread.
@@ -40,12 +37,7 @@ impl Engine {
     fn build(bytes: &[u8]) -> Result<Engine, String> {
         let bundle = parse_bundle(bytes).map_err(|e| format!("not a bundle: {e}"))?;
         let env = CompiledEnvironment::from_bundle(&bundle);
-        let mut fingerprints = FxHashMap::default();
-        for flag in &bundle.flags {
-            let mut hasher = HashWriter(FxHasher::default());
-            serde_json::to_writer(&mut hasher, flag).map_err(|e| e.to_string())?;
-            fingerprints.insert(flag.key.as_str().into(), hasher.0.finish());
-        }
+        let fingerprints = Fingerprints::of(&bundle.flags);
         let mut first_counter = Vec::with_capacity(env.len());
         let mut total = 0;
         for flag in env.flags() {
@@ -231,20 +223,7 @@ impl Engine {
 
     /// The keys of the flags added, changed or removed from `old` to this bundle, sorted.
     fn changed_since(&self, old: &Engine) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .fingerprints
-            .iter()
-            .filter(|(key, print)| old.fingerprints.get(*key) != Some(print))
-            .map(|(key, _)| key.to_string())
-            .chain(
-                old.fingerprints
-                    .keys()
-                    .filter(|key| !self.fingerprints.contains_key(*key))
-                    .map(|key| key.to_string()),
-            )
-            .collect();
-        keys.sort_unstable();
-        keys
+        self.fingerprints.changed_since(&old.fingerprints)
     }
 
     /// Takes the counts so far, leaving zeros: `[(flag, variant, count)]`, counts above 0 only.
@@ -429,20 +408,6 @@ fn to_python<'py>(py: Python<'py>, value: &Value) -> Bound<'py, PyAny> {
             }
             dict.into_any()
         }
-    }
-}
-
-/// Feeds serialised bytes into a hasher without building them in memory.
-struct HashWriter(FxHasher);
-
-impl io::Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

@@ -1,14 +1,12 @@
 //! One configuration as the client holds it: the engine's compiled environment, where it came
 //! from, and the evaluation counters of its flags. Swapped whole when a new bundle arrives.
 
-use std::hash::Hasher;
-use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use flagstaff_eval::model::Bundle;
-use flagstaff_eval::{CompiledEnvironment, parse_bundle};
-use rustc_hash::{FxHashMap, FxHasher};
+use flagstaff_eval::{CompiledEnvironment, Fingerprints, parse_bundle};
+use rustc_hash::FxHashMap;
 
 use crate::Source;
 
@@ -23,7 +21,7 @@ pub(crate) struct Snapshot {
     pub source: Source,
     pub loaded_at: SystemTime,
     /// A hash of each flag's definition, to tell which flags a new bundle changed.
-    fingerprints: FxHashMap<Box<str>, u64>,
+    fingerprints: Fingerprints,
     /// Where each flag's counters start, and its variation keys in order.
     slots: FxHashMap<Box<str>, Slot>,
     /// One counter per (flag, variation), incremented by reads and drained by the event sender.
@@ -45,12 +43,7 @@ impl Snapshot {
 
     pub fn from_bundle(bundle: &Bundle, etag: Option<String>, source: Source) -> Snapshot {
         let engine = CompiledEnvironment::from_bundle(bundle);
-        let mut fingerprints = FxHashMap::default();
-        for flag in &bundle.flags {
-            let mut hasher = HashWriter(FxHasher::default());
-            serde_json::to_writer(&mut hasher, flag).expect("a flag always serialises");
-            fingerprints.insert(flag.key.as_str().into(), hasher.0.finish());
-        }
+        let fingerprints = Fingerprints::of(&bundle.flags);
         let mut slots = FxHashMap::default();
         let mut total = 0;
         for flag in engine.flags() {
@@ -104,33 +97,6 @@ impl Snapshot {
 
     /// The keys of the flags added, changed or removed from `old` to `self`, sorted.
     pub fn changed_since(&self, old: &Snapshot) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .fingerprints
-            .iter()
-            .filter(|(key, print)| old.fingerprints.get(*key) != Some(print))
-            .map(|(key, _)| key.to_string())
-            .chain(
-                old.fingerprints
-                    .keys()
-                    .filter(|key| !self.fingerprints.contains_key(*key))
-                    .map(|key| key.to_string()),
-            )
-            .collect();
-        keys.sort_unstable();
-        keys
-    }
-}
-
-/// Feeds serialised bytes into a hasher without building them in memory.
-struct HashWriter(FxHasher);
-
-impl io::Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.fingerprints.changed_since(&old.fingerprints)
     }
 }

@@ -8,14 +8,12 @@
 //! SDK"). Structured answers (`evaluate`, `allFlags`, JSON values) cross back as JSON text too.
 
 use std::cell::RefCell;
-use std::hash::Hasher;
-use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use flagstaff_eval::{CompiledEnvironment, Context, Evaluation, Value, parse_bundle};
+use flagstaff_eval::{CompiledEnvironment, Context, Evaluation, Fingerprints, Value, parse_bundle};
 use napi::{Error, Result, Status};
 use napi_derive::napi;
-use rustc_hash::{FxHashMap, FxHasher};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 /// One bundle, compiled, with a counter per (flag, variation).
@@ -30,7 +28,7 @@ pub struct Engine {
     /// The last context text read and what it parsed to.
     last: RefCell<(String, Option<Context>)>,
     /// A hash of each flag's definition, to tell which flags a new bundle changed.
-    fingerprints: FxHashMap<Box<str>, u64>,
+    fingerprints: Fingerprints,
 }
 
 /// Where a flag's counters start, and its variation keys in order.
@@ -141,20 +139,6 @@ fn context(json: &str) -> Option<Context> {
     serde_json::from_str(json).ok()
 }
 
-/// Feeds serialised bytes into a hasher without building them in memory.
-struct HashWriter(FxHasher);
-
-impl io::Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 fn to_json(value: &impl Serialize) -> String {
     serde_json::to_string(value).expect("evaluations always serialise")
 }
@@ -168,12 +152,7 @@ impl Engine {
         let bundle = parse_bundle(bundle)
             .map_err(|e| Error::new(Status::InvalidArg, format!("not a Flagstaff bundle: {e}")))?;
         let engine = CompiledEnvironment::from_bundle(&bundle);
-        let mut fingerprints = FxHashMap::default();
-        for flag in &bundle.flags {
-            let mut hasher = HashWriter(FxHasher::default());
-            serde_json::to_writer(&mut hasher, flag).expect("a flag always serialises");
-            fingerprints.insert(flag.key.as_str().into(), hasher.0.finish());
-        }
+        let fingerprints = Fingerprints::of(&bundle.flags);
         let mut slots = FxHashMap::default();
         let mut total = 0;
         for flag in engine.flags() {
@@ -221,20 +200,7 @@ impl Engine {
     /// The keys of the flags added, changed or removed from `old` to this bundle, sorted.
     #[napi]
     pub fn changed_since(&self, old: &Engine) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .fingerprints
-            .iter()
-            .filter(|(key, print)| old.fingerprints.get(*key) != Some(print))
-            .map(|(key, _)| key.to_string())
-            .chain(
-                old.fingerprints
-                    .keys()
-                    .filter(|key| !self.fingerprints.contains_key(*key))
-                    .map(|key| key.to_string()),
-            )
-            .collect();
-        keys.sort_unstable();
-        keys
+        self.fingerprints.changed_since(&old.fingerprints)
     }
 
     /// The number of flags and configs.
