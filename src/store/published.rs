@@ -47,6 +47,10 @@ pub struct Files {
     work_dir: PathBuf,
     /// Where a publication is written before it is renamed over `published`.
     staging: PathBuf,
+    /// The file the last publication replaced, kept to be brought up to date and published next.
+    spare: PathBuf,
+    /// The second name of the published file while a publication replaces it.
+    spare_next: PathBuf,
 }
 
 impl Files {
@@ -62,6 +66,8 @@ impl Files {
             published: published.to_owned(),
             live: work_dir.join(&name),
             staging: dir.join(format!(".{name}.publishing")),
+            spare: work_dir.join(format!("{name}.spare")),
+            spare_next: work_dir.join(format!("{name}.spare-next")),
             work_dir,
         }
     }
@@ -174,49 +180,154 @@ fn rebuild(files: &Files) -> Result<()> {
 }
 
 /// Writes the database as `conn` sees it — including its open transaction — to the published
-/// path: a temporary file, flushed, renamed over the published one, and the directory flushed.
+/// path: a file flushed to disk, renamed over the published one, and the directory flushed.
 /// Call it inside the write transaction, before the commit.
+///
+/// The file renamed into place is never one a reader may hold. It is either a new file (the
+/// whole database written and flushed: O(size)) or the *spare*: the file the previous
+/// publication replaced, kept under a second name in the work dir, brought up to date by
+/// writing only the pages that differ and flushing those (O(change)). The spare is only reused
+/// when the kernel grants a write lease on it, which it does only when no other open file
+/// description (and no memory map) of that inode exists anywhere on the machine: a `cp` that
+/// opened `flagstaff.db` before it was replaced, and still reads it, keeps the spare from being
+/// touched, and that publication writes a new file instead. Once it is no longer published the
+/// spare has no name but the one in the work dir, so nobody can start reading it between the
+/// check and the writes except by opening the work dir's scratch files.
 pub fn publish(conn: &Connection, files: &Files) -> Result<()> {
     // `serialize` reads every page through this connection, so it sees the open transaction.
     let image = conn.serialize(MAIN_DB)?;
     if image.len() <= FORMAT_VERSION_OFFSET + 1 {
         return Err(StoreError::Unusable("the database image is empty".into()));
     }
+    // The published file is read on its own, never beside a WAL: say so in its header, so that
+    // opening it (to read, or to restore it elsewhere) creates no `-wal` or `-shm` file.
+    let mut first = image[..PAGE.min(image.len())].to_vec();
+    first[FORMAT_VERSION_OFFSET] = ROLLBACK_JOURNAL;
+    first[FORMAT_VERSION_OFFSET + 1] = ROLLBACK_JOURNAL;
+    let (_, rest) = image.split_at(first.len());
     let mode = std::fs::metadata(&files.published)
         .map(|m| m.permissions().mode() & 0o777)
         .unwrap_or(0o640);
-    let mut staging = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&files.staging)
-        .map_err(|e| io_error(format!("cannot create {}", files.staging.display()), e))?;
-    // The published file is read on its own, never beside a WAL: say so in its header, so that
-    // opening it (to read, or to restore it elsewhere) creates no `-wal` or `-shm` file.
-    let (head, tail) = image.split_at(FORMAT_VERSION_OFFSET + 2);
-    let mut header = head.to_vec();
-    header[FORMAT_VERSION_OFFSET] = ROLLBACK_JOURNAL;
-    header[FORMAT_VERSION_OFFSET + 1] = ROLLBACK_JOURNAL;
-    let written = staging
-        .write_all(&header)
-        .and_then(|()| staging.write_all(tail))
-        .and_then(|()| staging.set_permissions(std::fs::Permissions::from_mode(mode)))
-        .and_then(|()| staging.sync_all());
-    drop(staging);
-    written.map_err(|e| io_error(format!("cannot write {}", files.staging.display()), e))?;
-    std::fs::rename(&files.staging, &files.published).map_err(|e| {
+
+    let written = match update_spare(files, &first, rest) {
+        Some(()) => &files.spare,
+        None => {
+            write_new(&files.staging, mode, &first, rest)?;
+            &files.staging
+        }
+    };
+    // The file being replaced becomes the next spare: a second name for it, made before the
+    // rename takes the published name away. (Best effort: without it the next publication
+    // writes a new file.)
+    remove_if_present(&files.spare_next)?;
+    let kept = std::fs::hard_link(&files.published, &files.spare_next).is_ok();
+    std::fs::rename(written, &files.published).map_err(|e| {
         io_error(
             format!(
                 "cannot rename {} to {}",
-                files.staging.display(),
+                written.display(),
                 files.published.display()
             ),
             e,
         )
     })?;
+    // The publication is made: what follows only prepares the next one, and never fails this one.
+    if kept && std::fs::rename(&files.spare_next, &files.spare).is_err() {
+        let _ = std::fs::remove_file(&files.spare_next);
+    }
     sync_dir(&files.published)?;
     Ok(())
+}
+
+/// The unit in which a publication compares and rewrites the spare.
+const PAGE: usize = 4096;
+
+/// Writes the whole image to a new file at `path`, flushed.
+fn write_new(path: &Path, mode: u32, first: &[u8], rest: &[u8]) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| io_error(format!("cannot create {}", path.display()), e))?;
+    let written = file
+        .write_all(first)
+        .and_then(|()| file.write_all(rest))
+        .and_then(|()| file.set_permissions(std::fs::Permissions::from_mode(mode)))
+        .and_then(|()| file.sync_all());
+    drop(file);
+    written.map_err(|e| io_error(format!("cannot write {}", path.display()), e))
+}
+
+/// Brings the spare up to the image (`first` page then `rest`) and flushes it, when it exists,
+/// has no other name and nobody has it open; `None` when it cannot be used (the caller writes a
+/// new file). An error part way leaves only the spare changed, which is never published as it
+/// is: the next publication compares it again.
+fn update_spare(files: &Files, first: &[u8], rest: &[u8]) -> Option<()> {
+    use std::os::unix::fs::{FileExt as _, MetadataExt as _};
+    let spare = OpenOptions::new().read(true).write(true).open(&files.spare).ok()?;
+    let meta = spare.metadata().ok()?;
+    let published = std::fs::metadata(&files.published).ok()?;
+    // Only the work dir's name (a user's hard link to an old `flagstaff.db` is a copy to them),
+    // and never the published file itself.
+    if meta.nlink() != 1 || (meta.dev(), meta.ino()) == (published.dev(), published.ino()) {
+        return None;
+    }
+    if !nobody_else_has_it_open(&spare) {
+        return None;
+    }
+    let len = (first.len() + rest.len()) as u64;
+    let page = |i: usize| -> &[u8] {
+        match i {
+            0 => first,
+            _ => {
+                let start = (i - 1) * PAGE;
+                &rest[start..(start + PAGE).min(rest.len())]
+            }
+        }
+    };
+    let count = 1 + rest.len().div_ceil(PAGE);
+    // Read in blocks of pages (one system call per block), compare page by page.
+    const BLOCK: usize = 64;
+    let mut old = vec![0u8; BLOCK * PAGE];
+    for block in (0..count).step_by(BLOCK) {
+        let offset = (block * PAGE) as u64;
+        let have = meta.len().saturating_sub(offset).min(old.len() as u64) as usize;
+        spare.read_exact_at(&mut old[..have], offset).ok()?;
+        for i in block..(block + BLOCK).min(count) {
+            let new = page(i);
+            let at = (i - block) * PAGE;
+            let same = at + new.len() <= have && old[at..at + new.len()] == *new;
+            if !same {
+                spare.write_all_at(new, (i * PAGE) as u64).ok()?;
+            }
+        }
+    }
+    if meta.len() != len {
+        spare.set_len(len).ok()?;
+    }
+    spare.sync_data().ok()?;
+    Some(())
+}
+
+/// Whether the kernel grants a write lease on `file`: it does only when no other open file
+/// description of the inode exists (in any process, of any user) and nobody has it mapped. The
+/// lease is given back at once, so nobody opening the file later is kept waiting and no signal
+/// is ever sent (a lease break would send SIGIO). On a file system without leases the answer is
+/// no, and publications write new files as before.
+#[allow(unsafe_code)]
+fn nobody_else_has_it_open(file: &File) -> bool {
+    use std::os::fd::AsRawFd as _;
+    let fd = file.as_raw_fd();
+    // SAFETY: `fd` is an open descriptor owned by `file` for the duration of both calls, and
+    // F_SETLEASE takes a plain integer argument; neither call touches memory.
+    let granted = unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_WRLCK) } == 0;
+    if granted {
+        // SAFETY: as above.
+        unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) };
+    }
+    granted
 }
 
 /// Whether the published file exists and is in the form [`publish`] writes (a user may have
@@ -302,6 +413,120 @@ mod tests {
         assert_eq!(check, "ok");
         assert!(!with_suffix(&files.published, "-wal").exists());
         assert!(!files.staging.exists());
+    }
+
+    /// A live database of `rows` rows of `size` bytes, and a function publishing it with one
+    /// more row.
+    fn live_db(files: &Files) -> Connection {
+        std::fs::create_dir_all(&files.work_dir).unwrap();
+        let conn = Connection::open(&files.live).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (v TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+             INSERT INTO t SELECT printf('%0500d', i) FROM n;",
+        )
+        .unwrap();
+        conn
+    }
+
+    fn publish_one_more(conn: &mut Connection, files: &Files, value: &str) {
+        let tx = conn.transaction().unwrap();
+        tx.execute("INSERT INTO t VALUES (?1)", [value]).unwrap();
+        publish(&tx, files).unwrap();
+        tx.commit().unwrap();
+    }
+
+    fn published_rows(files: &Files) -> (i64, String) {
+        let copy = Connection::open(&files.published).unwrap();
+        let check: String = copy
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        copy.query_row("SELECT count(*), max(rowid) || ':' || (SELECT v FROM t ORDER BY rowid DESC LIMIT 1) FROM t", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap()
+    }
+
+    fn inode(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(path).unwrap().ino()
+    }
+
+    #[test]
+    fn publications_reuse_the_replaced_file_when_nobody_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files::new(&dir.path().join("flagstaff.db"));
+        let mut conn = live_db(&files);
+        let mut inodes = Vec::new();
+        for i in 0..6 {
+            publish_one_more(&mut conn, &files, &format!("change {i}"));
+            assert_eq!(published_rows(&files), (2001 + i, format!("{}:change {i}", 2001 + i)));
+            inodes.push(inode(&files.published));
+        }
+        // Two files take turns: each publication brings the one replaced before up to date.
+        assert_eq!(inodes[2], inodes[0]);
+        assert_eq!(inodes[3], inodes[1]);
+        assert_eq!(inodes[5], inodes[3]);
+        assert_ne!(inodes[1], inodes[0]);
+        assert_eq!(std::fs::read(&files.published).unwrap()[18..20], [1, 1]);
+        assert!(!files.staging.exists());
+        assert!(!files.spare_next.exists());
+    }
+
+    #[test]
+    fn a_copy_in_progress_is_never_written_under_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files::new(&dir.path().join("flagstaff.db"));
+        let mut conn = live_db(&files);
+        publish_one_more(&mut conn, &files, "first");
+        publish_one_more(&mut conn, &files, "second");
+        // A reader opens the published file (as `cp` does) and reads slowly, across several
+        // publications; another user keeps a hard link to it.
+        let reader = File::open(&files.published).unwrap();
+        let held = inode(&files.published);
+        let before = std::fs::read(&files.published).unwrap();
+        let linked = dir.path().join("hard-link.db");
+        publish_one_more(&mut conn, &files, "third");
+        std::fs::hard_link(&files.published, &linked).unwrap();
+        let linked_before = std::fs::read(&linked).unwrap();
+        for i in 0..4 {
+            publish_one_more(&mut conn, &files, &format!("more {i}"));
+            assert_ne!(inode(&files.published), held);
+        }
+        let mut during = Vec::new();
+        std::io::Read::read_to_end(&mut &reader, &mut during).unwrap();
+        assert!(during == before, "the file a reader holds is never changed");
+        assert!(std::fs::read(&linked).unwrap() == linked_before, "nor one with another name");
+        assert_eq!(published_rows(&files), (2007, "2007:more 3".to_owned()));
+        // Once the reader is done, publications reuse files again.
+        drop(reader);
+        publish_one_more(&mut conn, &files, "a");
+        let a = inode(&files.published);
+        publish_one_more(&mut conn, &files, "b");
+        publish_one_more(&mut conn, &files, "c");
+        assert_eq!(inode(&files.published), a);
+        assert_eq!(published_rows(&files), (2010, "2010:c".to_owned()));
+    }
+
+    #[test]
+    fn a_damaged_or_shorter_spare_is_rewritten_where_it_differs() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files::new(&dir.path().join("flagstaff.db"));
+        let mut conn = live_db(&files);
+        publish_one_more(&mut conn, &files, "first");
+        publish_one_more(&mut conn, &files, "second");
+        // Left half written (a crash part way), or cut short, or longer than the database.
+        let len = std::fs::metadata(&files.spare).unwrap().len() as usize;
+        for damage in [vec![0xAB; len / 2], vec![7; 100], vec![1; len * 2]] {
+            std::fs::write(&files.spare, &damage).unwrap();
+            let spare = inode(&files.spare);
+            publish_one_more(&mut conn, &files, "after damage");
+            assert_eq!(inode(&files.published), spare, "the spare was used");
+            let (n, _) = published_rows(&files);
+            assert!(n > 2002);
+        }
     }
 
     #[test]

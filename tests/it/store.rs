@@ -492,9 +492,13 @@ fn a_failed_publication_acknowledges_none_of_its_group_and_changes_nothing() {
     let app = TestApp::new();
     let env = project_with_flags(&app);
     let revision_before = app.state.snapshots.get(env).unwrap().revision;
-    // Something in the way of the publication's temporary file: it cannot be written.
+    // Something in the way of the publication's temporary file and of the spare it may reuse
+    // instead (the file the previous publication replaced): neither can be written.
     let staging = app.dir.path().join(".flagstaff.db.publishing");
     std::fs::create_dir(&staging).unwrap();
+    let spare = app.dir.path().join("work/flagstaff.db.spare");
+    let _ = std::fs::remove_file(&spare);
+    std::fs::create_dir(&spare).unwrap();
 
     let holder = hold_writer_until_queued(&app.state, 10);
     let toggles: Vec<_> = (0..10).map(|i| toggle(&app.state, format!("f{i:03}"))).collect();
@@ -518,10 +522,17 @@ fn a_failed_publication_acknowledges_none_of_its_group_and_changes_nothing() {
     assert_eq!(enabled(&app.state), 0, "the group was rolled back");
     assert_eq!(app.state.snapshots.get(env).unwrap().revision, revision_before);
 
-    // Once the way is clear, the next write goes through.
+    // Once the way is clear, the next write goes through: a new file while the spare's place is
+    // still taken, and the spare again after.
     std::fs::remove_dir(&staging).unwrap();
     assert_eq!(toggle(&app.state, "f000".into()).join().unwrap().unwrap(), 2);
     assert_eq!(enabled(&app.state), 1);
+    std::fs::remove_dir(&spare).unwrap();
+    for flag in ["f001", "f002", "f003"] {
+        toggle(&app.state, flag.into()).join().unwrap().unwrap();
+    }
+    assert_eq!(enabled(&app.state), 4);
+    assert!(spare.is_file());
 }
 
 // Bounded history: retention and compaction (DESIGN.md §5).
