@@ -25,10 +25,16 @@ fn audit_row(tx: &Connection, i: usize) -> rusqlite::Result<usize> {
         "{{\"key\":\"flag-{i}\",\"enabled\":true,\"rules\":[{}]}}",
         "{\"id\":\"r\"},".repeat(60)
     );
+    // Uncompressed text (as entries from before compression are), so the file grows by what is
+    // written; every word names one `audit_names` row.
     tx.execute(
-        "INSERT INTO audit_log (at, actor, action, project_key, environment_key, entity_kind, entity_key, before, after) \
-         VALUES (?1, 'bench', 'flag.update', 'shop', 'production', 'flag', ?2, NULL, ?3)",
-        rusqlite::params![i as i64, format!("flag-{i}"), after],
+        "INSERT OR IGNORE INTO audit_names (id, name) VALUES (1, 'bench')",
+        [],
+    )?;
+    tx.execute(
+        "INSERT INTO audit_entries (at, actor, action, project, environment, entity_kind, entity_key, before, after) \
+         VALUES (?1, 1, 1, 1, 1, 1, 1, NULL, ?2)",
+        rusqlite::params![i as i64, after],
     )
 }
 

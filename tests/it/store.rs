@@ -572,10 +572,10 @@ fn the_upkeep_prunes_old_history_rolls_counts_into_days_and_the_file_shrinks() {
                     Some(&state_json(i + 1)),
                 )?;
                 let at = if i < 3_000 { now - 365 * day } else { now - day };
-                tx.execute("UPDATE audit_log SET at = ?2 WHERE id = ?1", params![id, at])?;
+                tx.execute("UPDATE audit_entries SET at = ?2 WHERE id = ?1", params![id, at])?;
                 if i >= 2_810 {
                     tx.execute(
-                        "UPDATE audit_log SET change = NULL, before = ?2, after = ?3 WHERE id = ?1",
+                        "UPDATE audit_entries SET change = NULL, before = ?2, after = ?3 WHERE id = ?1",
                         params![id, state_json(i).to_string(), state_json(i + 1).to_string()],
                     )?;
                 }
