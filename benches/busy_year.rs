@@ -423,10 +423,22 @@ struct Toggles {
     p99: Duration,
     sequential: Duration,
     concurrent: Duration,
+    /// Publications of `flagstaff.db` during the N concurrent toggles.
+    group_publications: Option<i64>,
     n: usize,
 }
 
-async fn measure_toggles(url: &str, token: &str, latency_runs: usize, n: usize) -> Toggles {
+/// The published file's count of publications (`None` for a version without one).
+fn publication_seq(dir: &Path) -> Option<i64> {
+    Connection::open_with_flags(dir.join("flagstaff.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .ok()
+        .and_then(|c| {
+            c.query_row("SELECT seq FROM publication", [], |r| r.get::<_, i64>(0))
+                .ok()
+        })
+}
+
+async fn measure_toggles(url: &str, token: &str, dir: &Path, latency_runs: usize, n: usize) -> Toggles {
     let http = reqwest::Client::new();
     // Warm up: the first request builds connection pools and caches.
     toggle(&http, url, token, &flag_key(0), true).await;
@@ -439,6 +451,7 @@ async fn measure_toggles(url: &str, token: &str, latency_runs: usize, n: usize) 
         toggle(&http, url, token, &flag_key(k % FLAGS), true).await;
     }
     let sequential = started.elapsed();
+    let seq_before = publication_seq(dir);
     let started = Instant::now();
     let all: Vec<_> = (0..n)
         .map(|k| {
@@ -450,11 +463,13 @@ async fn measure_toggles(url: &str, token: &str, latency_runs: usize, n: usize) 
         t.await.unwrap();
     }
     let concurrent = started.elapsed();
+    let group_publications = seq_before.zip(publication_seq(dir)).map(|(a, b)| b - a);
     Toggles {
         p50: percentile(&mut times, 0.5),
         p99: percentile(&mut times, 0.99),
         sequential,
         concurrent,
+        group_publications,
         n,
     }
 }
@@ -550,6 +565,32 @@ async fn main() {
     let days: i64 = arg("--days").and_then(|v| v.parse().ok()).unwrap_or(365);
     let group: usize = arg("--group").and_then(|v| v.parse().ok()).unwrap_or(100);
 
+    // `--data DIR`: measure this version again on the upgraded data dir a `--keep` run left in
+    // DIR (DIR/new), without generating anything.
+    if let Some(data) = arg("--data") {
+        let dir = PathBuf::from(data).join("new");
+        let token = {
+            let state = AppState::open(Settings::with_data_dir(&dir)).expect("open the data dir");
+            state
+                .store
+                .write_blocking(|tx| Ok((admin_tokens::create(tx, 1, "bench again")?, store::Changes::default())), |_, _| {})
+                .expect("a token")
+        };
+        let bin = new_bin.expect("--new-bin");
+        let server = Server::start(&bin, &dir, &[]);
+        let t = measure_toggles(&server.url, &token, &dir, runs, group).await;
+        server.stop();
+        println!(
+            "toggle p50 {} p99 {}; {group} sequential {}, at once {} ({} publications): {:.1}×",
+            ms(t.p50),
+            ms(t.p99),
+            ms(t.sequential),
+            ms(t.concurrent),
+            t.group_publications.map_or("—".to_owned(), |p| p.to_string()),
+            t.sequential.as_secs_f64() / t.concurrent.as_secs_f64()
+        );
+        return;
+    }
     let root = tempfile::tempdir_in(&base).expect("temp dir");
     let root = if args.iter().any(|a| a == "--keep") {
         let kept = root.keep();
@@ -612,7 +653,7 @@ async fn main() {
         } else {
             group
         };
-        toggles.push((name, measure_toggles(&server.url, &token, runs, n).await));
+        toggles.push((name, measure_toggles(&server.url, &token, dir, runs, n).await));
         server.stop();
     }
     let mut rows = Vec::new();
@@ -635,12 +676,13 @@ async fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     for (name, t, secs, seq, inodes, sent) in rows {
         println!(
-            "| {name} | {} | {} | {} (N = {}) | {} | {:.1}× | {sent} in {secs} s | {} (inode changes: {inodes}) |",
+            "| {name} | {} | {} | {} (N = {}) | {} ({} publications) | {:.1}× | {sent} in {secs} s | {} (inode changes: {inodes}) |",
             ms(t.p50),
             ms(t.p99),
             ms(t.sequential),
             t.n,
             ms(t.concurrent),
+            t.group_publications.map_or("—".to_owned(), |p| p.to_string()),
             t.sequential.as_secs_f64() / t.concurrent.as_secs_f64(),
             seq.map_or("—".to_owned(), |s| s.to_string()),
         );
