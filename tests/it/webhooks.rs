@@ -872,3 +872,117 @@ async fn attempts_of_all(app: &TestApp, token: &str) -> Vec<(String, i64)> {
     }
     out
 }
+
+#[actix_web::test]
+async fn two_servers_on_one_data_dir_deliver_each_event_once_and_the_survivor_takes_over() {
+    use crate::ops::{Flagstaff, client};
+    let (app, token) = setup(true, 50, 3600).await;
+    let receiver = Receiver::start(0);
+    create(
+        &app,
+        &token,
+        json!({"url": receiver.url, "events": ["flag.updated"], "secret": SECRET}),
+    )
+    .await;
+    let TestApp { dir, state } = app;
+    drop(state);
+    let env = [("FLAGSTAFF_WEBHOOK_ALLOW_PRIVATE", "true")];
+    let mut first = Flagstaff::start(dir.path(), &env);
+    let second = Flagstaff::start(dir.path(), &env);
+    let http = client();
+    let patch = |url: String, enabled: bool| {
+        let (http, token) = (http.clone(), token.clone());
+        async move {
+            let res = http
+                .patch(format!(
+                    "{url}/api/v1/projects/{PROJECT}/flags/{FLAG}/environments/production"
+                ))
+                .bearer_auth(&token)
+                .json(&json!({ "enabled": enabled }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        }
+    };
+    patch(first.url.clone(), true).await;
+    wait_until("the first change is delivered", || async {
+        !receiver.received().is_empty()
+    })
+    .await;
+    patch(second.url.clone(), false).await;
+    wait_until("the second change is delivered", || async {
+        receiver.received().len() >= 2
+    })
+    .await;
+    // Whichever process held the lock is gone: the other one delivers from now on.
+    first.kill9();
+    patch(second.url.clone(), true).await;
+    wait_until("the third change is delivered", || async {
+        receiver.received().len() >= 3
+    })
+    .await;
+    // A last change through the survivor: when it arrives, a repeat of any earlier one would have.
+    patch(second.url.clone(), false).await;
+    wait_until("the fourth change is delivered", || async {
+        receiver.received().len() >= 4
+    })
+    .await;
+    let enabled: Vec<Value> = receiver
+        .received()
+        .iter()
+        .map(|r| {
+            assert!(signature_valid(SECRET, r));
+            r.json()["after"]["enabled"].clone()
+        })
+        .collect();
+    assert_eq!(
+        enabled,
+        [json!(true), json!(false), json!(true), json!(false)],
+        "each once, in order"
+    );
+    drop(second);
+    receiver.stop().await;
+}
+
+#[actix_web::test]
+async fn a_redirect_is_not_followed_but_retried_as_a_failure() {
+    let (app, token) = setup(true, 40, 3600).await;
+    let receiver = Receiver::start(0);
+    receiver.status.store(307, Ordering::SeqCst);
+    let id = create(
+        &app,
+        &token,
+        json!({"url": receiver.url, "events": ["flag.updated"]}),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let deliverer = flagstaff::webhooks::deliver::spawn(app.state.clone());
+    toggle(&app, &token, "production", true).await;
+    wait_until("two attempts", || async {
+        attempts(&app, &token, id).await.len() >= 2
+    })
+    .await;
+    receiver.status.store(200, Ordering::SeqCst);
+    wait_until("delivered once the receiver answers 200", || async {
+        attempts(&app, &token, id).await[0]["outcome"] == "delivered"
+    })
+    .await;
+    let log = attempts(&app, &token, id).await;
+    for a in &log[1..] {
+        assert_eq!(a["status"], 307, "{a}");
+        assert_eq!(a["outcome"], "retrying");
+        assert!(
+            a["error"]
+                .as_str()
+                .unwrap()
+                .contains("redirects are not followed"),
+            "{a}"
+        );
+    }
+    // Every request went to the receiver's own URL (the redirect led nowhere else).
+    assert!(receiver.received().len() == log.len());
+    deliverer.abort();
+    receiver.stop().await;
+}
