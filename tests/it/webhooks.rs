@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -145,6 +145,8 @@ struct Receiver {
     url: String,
     got: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    /// Answer with a body of this many bytes (0: a short greeting).
+    body_len: Arc<AtomicUsize>,
     handle: ServerHandle,
 }
 
@@ -153,11 +155,12 @@ impl Receiver {
     fn start(port: u16) -> Receiver {
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let status = Arc::new(AtomicU16::new(200));
-        let (g, s) = (got.clone(), status.clone());
+        let body_len: Arc<AtomicUsize> = Arc::default();
+        let (g, s, n) = (got.clone(), status.clone(), body_len.clone());
         let server = actix_web::HttpServer::new(move || {
-            let (g, s) = (g.clone(), s.clone());
+            let (g, s, n) = (g.clone(), s.clone(), n.clone());
             actix_web::App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
-                let (g, s) = (g.clone(), s.clone());
+                let (g, s, n) = (g.clone(), s.clone(), n.clone());
                 async move {
                     let headers = req
                         .headers()
@@ -169,7 +172,10 @@ impl Receiver {
                         body: body.to_vec(),
                     });
                     let status = StatusCode::from_u16(s.load(Ordering::SeqCst)).unwrap();
-                    HttpResponse::build(status).body("receiver says <b>hi</b>")
+                    match n.load(Ordering::SeqCst) {
+                        0 => HttpResponse::build(status).body("receiver says <b>hi</b>"),
+                        n => HttpResponse::build(status).body("é".repeat(n / 2)),
+                    }
                 }
             }))
         })
@@ -186,6 +192,7 @@ impl Receiver {
             url: format!("http://{addr}/hook?team=a,b&x=%22q%22"),
             got,
             status,
+            body_len,
             handle,
         }
     }
@@ -950,6 +957,8 @@ async fn a_redirect_is_not_followed_but_retried_as_a_failure() {
     let (app, token) = setup(true, 40, 3600).await;
     let receiver = Receiver::start(0);
     receiver.status.store(307, Ordering::SeqCst);
+    // A long answer: only its start is kept with the attempt.
+    receiver.body_len.store(1 << 20, Ordering::SeqCst);
     let id = create(
         &app,
         &token,
@@ -980,6 +989,13 @@ async fn a_redirect_is_not_followed_but_retried_as_a_failure() {
                 .contains("redirects are not followed"),
             "{a}"
         );
+        let excerpt = a["response"].as_str().unwrap();
+        assert!(
+            excerpt.len() <= 1024 && excerpt.len() >= 1000,
+            "{} bytes kept",
+            excerpt.len()
+        );
+        assert!(excerpt.trim_end_matches('\u{fffd}').chars().all(|c| c == 'é'));
     }
     // Every request went to the receiver's own URL (the redirect led nowhere else).
     assert!(receiver.received().len() == log.len());
