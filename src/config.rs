@@ -97,6 +97,45 @@ pub struct ServeArgs {
     /// (the `Secure` cookie, the Origin check). Empty (the default): these headers are ignored.
     #[arg(long, env = "FLAGSTAFF_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
     pub trusted_proxies: Vec<crate::ops::proxy::IpRange>,
+    /// Webhook delivery.
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+}
+
+/// Options of webhook delivery (DESIGN.md §10).
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct WebhookArgs {
+    /// Let webhooks reach loopback, private, link-local and metadata addresses (refused by
+    /// default, after DNS resolution). For receivers on your own network.
+    #[arg(long, env = "FLAGSTAFF_WEBHOOK_ALLOW_PRIVATE", default_value_t = false,
+          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", global = true)]
+    pub webhook_allow_private: bool,
+    /// First retry delay of a failed delivery in milliseconds; each next one doubles (with
+    /// jitter), up to an hour. For tests.
+    #[arg(long, env = "FLAGSTAFF_WEBHOOK_RETRY_BASE_MS", default_value_t = WebhookArgs::DEFAULT_RETRY_BASE_MS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000), hide = true, global = true)]
+    pub webhook_retry_base_ms: u64,
+    /// How long an event is retried before it is given up and its webhook disabled, in seconds.
+    /// For tests.
+    #[arg(long, env = "FLAGSTAFF_WEBHOOK_RETRY_WINDOW_SECS", default_value_t = WebhookArgs::DEFAULT_RETRY_WINDOW_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=2_592_000), hide = true, global = true)]
+    pub webhook_retry_window_secs: u64,
+}
+
+impl WebhookArgs {
+    pub const DEFAULT_RETRY_BASE_MS: u64 = 10_000;
+    pub const DEFAULT_RETRY_WINDOW_SECS: u64 = 24 * 3600;
+}
+
+impl Default for WebhookArgs {
+    /// The same defaults as the command line's.
+    fn default() -> Self {
+        WebhookArgs {
+            webhook_allow_private: false,
+            webhook_retry_base_ms: Self::DEFAULT_RETRY_BASE_MS,
+            webhook_retry_window_secs: Self::DEFAULT_RETRY_WINDOW_SECS,
+        }
+    }
 }
 
 /// Options of the admin pages' sign-in (sessions, cookies, throttling).
@@ -239,6 +278,7 @@ impl ServeArgs {
             frontend: FrontendArgs::default(),
             admin: AdminArgs::default(),
             trusted_proxies: Vec::new(),
+            webhooks: WebhookArgs::default(),
         }
     }
 

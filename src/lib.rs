@@ -19,6 +19,7 @@ pub mod snapshot;
 pub mod state;
 pub mod store;
 pub mod throttle;
+pub mod webhooks;
 
 use actix_web::body::{BodySize, EitherBody, MessageBody};
 use actix_web::dev::{Service as _, ServiceFactory, ServiceRequest, ServiceResponse};

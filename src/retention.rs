@@ -7,7 +7,8 @@
 //!   deleted, and so is whatever the operational database holds about environments, keys, tokens
 //!   and users that no longer exist; the freed pages are returned (`incremental_vacuum`). None of
 //!   this publishes `flagstaff.db`.
-//! * audit entries older than `--audit-retention-days` are deleted and entries written before
+//! * audit entries older than `--audit-retention-days` are deleted — except those an enabled
+//!   webhook has not delivered yet (`store::webhooks::PRUNABLE`): they wait for it — and entries written before
 //!   compression are compacted, in writes of [`BATCH`] rows; when anything was, the live database
 //!   is `VACUUM`ed and published, so `flagstaff.db` shrinks. With nothing to do it writes nothing
 //!   (a server with no configuration change publishes nothing, hour after hour).
@@ -49,6 +50,7 @@ pub fn run(state: &AppState, now: i64) -> store::Result<Upkeep> {
     let keep_after = (serve.insights_retention_days > 0)
         .then(|| day_start(now - serve.insights_retention_days as i64 * DAY_MS));
     let alive = state.store.read_blocking(usage::Alive::read)?;
+    let webhooks = state.store.read_blocking(store::webhooks::all_ids)?;
     let (rolled, deleted) = state.store.operational_blocking(move |tx| {
         let rolled = usage::roll_up_days(tx, hourly_before / 1000)?;
         let mut deleted = match keep_after {
@@ -56,6 +58,7 @@ pub fn run(state: &AppState, now: i64) -> store::Result<Upkeep> {
             None => 0,
         };
         deleted += usage::forget_the_gone(tx, &alive)?;
+        deleted += store::webhooks::forget_the_gone(tx, &webhooks)?;
         Ok((rolled, deleted))
     })?;
     done.counts_rolled_up = rolled;

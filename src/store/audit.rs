@@ -123,10 +123,14 @@ pub fn compact_old_entries(conn: &Connection, limit: u32) -> Result<usize> {
 }
 
 /// Deletes the entries older than `before` (Unix ms), and the names no entry uses any more;
-/// returns how many entries.
+/// returns how many entries. Entries an enabled webhook has not delivered yet are kept (see
+/// [`super::webhooks::PRUNABLE`]).
 pub fn prune(conn: &Connection, before: i64) -> Result<usize> {
     let deleted = conn
-        .prepare_cached("DELETE FROM audit_entries WHERE at < ?1")?
+        .prepare_cached(&format!(
+            "DELETE FROM audit_entries WHERE at < ?1 AND {}",
+            super::webhooks::PRUNABLE
+        ))?
         .execute([before])?;
     if deleted > 0 {
         conn.prepare_cached(
@@ -147,7 +151,10 @@ pub fn prune(conn: &Connection, before: i64) -> Result<usize> {
 pub fn needs_upkeep(conn: &Connection, before: Option<i64>) -> Result<bool> {
     let old = match before {
         Some(before) => conn
-            .prepare_cached("SELECT 1 FROM audit_entries WHERE at < ?1 LIMIT 1")?
+            .prepare_cached(&format!(
+                "SELECT 1 FROM audit_entries WHERE at < ?1 AND {} LIMIT 1",
+                super::webhooks::PRUNABLE
+            ))?
             .exists([before])?,
         None => false,
     };
@@ -301,6 +308,24 @@ pub fn list(conn: &Connection, query: &AuditQuery<'_>) -> Result<Vec<AuditEntry>
     );
     let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(entry_from_row(row)?);
+    }
+    Ok(out)
+}
+
+/// The entries of `project` after the entry `after`, oldest first, at most `limit` (the
+/// webhooks' outbox).
+pub fn after(conn: &Connection, project: &str, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM audit_log WHERE id IN (
+             SELECT id FROM audit_entries
+             WHERE id > ?1 AND project = (SELECT id FROM audit_names WHERE name = ?2)
+             ORDER BY id LIMIT ?3)
+         ORDER BY id"
+    ))?;
+    let mut rows = stmt.query(params![after, project, limit])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         out.push(entry_from_row(row)?);

@@ -39,6 +39,7 @@ pub mod served;
 pub mod sessions;
 pub mod usage;
 pub mod users;
+pub mod webhooks;
 
 /// The published schema's version before `0003-operational-split`: a data dir of that version has
 /// its operational rows copied into the operational database before the migration drops them.

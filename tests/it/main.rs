@@ -20,3 +20,4 @@ mod sdk;
 mod sdk_rust;
 mod store;
 mod users;
+mod webhooks;

@@ -7,9 +7,12 @@
 // it in production with the confirmation and no page reload, adds a rule, creates a server key
 // and reads /sdk/v1/bundle with it; checks CSRF refusals, a viewer's pages and a forged toggle,
 // sign-in throttling, keyboard access; and saves screenshots at desktop and phone widths.
+// Creates a webhook and sends it a test event (a receiver in this script).
 // Prints one line per step; exits 1 with the reason on the first failure.
 
+import { createHmac } from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import puppeteer from 'puppeteer-core';
@@ -216,6 +219,42 @@ try {
     { variation: 'on', weight: 30000 }, { variation: 'off', weight: 70000 }]), `the rollout: ${JSON.stringify(served.fallthrough)}`);
   log('the bundle serves the toggle, the rule and the rollout');
 
+  step = 'webhook';
+  // A receiver on 127.0.0.1 (the server runs with --webhook-allow-private); "send test event"
+  // must reach it, signed with the secret the page showed once.
+  const hooked = [];
+  const receiver = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      hooked.push({ headers: req.headers, body: Buffer.concat(chunks) });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  try {
+    await go(page, '/projects/shop/webhooks');
+    await page.type('#hook-url', `http://127.0.0.1:${receiver.address().port}/hook?team=a,b`);
+    response = await submit(page, '#new-webhook button[type=submit]');
+    check(response.status() === 201, `creating the webhook: ${response.status()}`);
+    const hookSecret = await text(page, '#new-secret');
+    check(hookSecret.startsWith('whsec_'), 'the webhook secret is shown once');
+    await submit(page, 'tr[data-webhook] a');
+    check(!(await page.content()).includes(hookSecret), 'and never again');
+    response = await submit(page, '#send-test');
+    check(response.status() === 200, `send test event: ${response.status()}`);
+    check((await text(page, '.test-status')) === '204', `the test result: ${await text(page, '#test-result')}`);
+    check((await page.$$('tr.attempt[data-outcome="test"]')).length === 1, 'the delivery log shows the attempt');
+    check(hooked.length === 1, `the receiver got ${hooked.length} requests`);
+    const [, t, v1] = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(hooked[0].headers['flagstaff-signature']) ?? [];
+    const expected = createHmac('sha256', hookSecret).update(`${t}.`).update(hooked[0].body).digest('hex');
+    check(v1 === expected, 'the test event is signed with the secret');
+    check(JSON.parse(hooked[0].body.toString()).type === 'webhook.test', 'a webhook.test event');
+  } finally {
+    receiver.close();
+  }
+  log('webhook created (secret shown once), test event delivered and logged');
+
   step = 'csrf';
   const noToken = await page.evaluate(async () => {
     const r = await fetch('/projects', { method: 'POST', body: new URLSearchParams({ key: 'evil', name: 'Evil' }) });
@@ -237,6 +276,7 @@ try {
     ['editor', '/projects/shop/flags/new-checkout?env=production'],
     ['segments', '/projects/shop/segments'],
     ['keys', '/projects/shop/keys'],
+    ['webhooks', '/projects/shop/webhooks'],
     ['insights', '/projects/shop/flags/new-checkout/insights?env=production'],
     ['audit', '/audit?project=shop'],
     ['users', '/users'],

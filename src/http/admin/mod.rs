@@ -27,6 +27,7 @@ mod segments;
 pub mod session;
 mod users;
 mod view;
+mod webhooks;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};

@@ -35,6 +35,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     segments::configure(cfg);
     keys::configure(cfg);
     insights::configure(cfg);
+    super::webhooks::configure(cfg);
 }
 
 #[derive(serde::Deserialize)]

@@ -17,6 +17,7 @@ mod segments;
 mod tokens;
 mod transfer;
 mod users;
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -55,6 +56,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .configure(keys::configure)
             .configure(openapi::configure)
             // ── end ──
+            .configure(webhooks::configure)
             .default_service(web::to(no_such_endpoint))
             .wrap(from_fn(method_not_allowed)),
     );

@@ -40,7 +40,8 @@ async fn the_admin_pages_work_in_a_real_browser() {
         &root().join("tests/js/node_modules/puppeteer-core"),
         "tests/js/node_modules/puppeteer-core",
     );
-    let app = TestApp::new();
+    // Webhooks may reach the script's receiver on 127.0.0.1.
+    let app = TestApp::with_settings(|s| s.serve.webhooks.webhook_allow_private = true);
     let admin = user(&app, "admin@example.com", Role::Admin);
     let viewer = user(&app, "viewer@example.com", Role::Viewer);
     let locked = user(&app, "locked@example.com", Role::Editor);
