@@ -213,6 +213,11 @@ class Flagstaff extends EventEmitter {
     this._options = o;
     this._log = o.logger || { warn() {}, info() {}, debug() {} };
     this._engine = null;
+    // For reads of plain objects (`_at`): flag key → position in the engine, and the context
+    // text the engine holds for them.
+    this._index = new Map();
+    this._atText = null;
+    this._atSend = null;
     this._etag = null;
     this._source = null;
     this._closed = false;
@@ -242,13 +247,37 @@ class Flagstaff extends EventEmitter {
     return new PreparedContext(ctx);
   }
 
+  /**
+   * Where a typed read of a plain object goes: the flag's position in the engine (so the key
+   * does not cross into the addon) and the context's text, sent only when it differs from the
+   * last one (the addon keeps that one parsed). `undefined` for an unknown flag, `null` for a
+   * context that is not a JSON object.
+   */
+  _at(key, context) {
+    const index = this._index.get(key);
+    if (index === undefined) return undefined;
+    const text = contextJson(context);
+    if (text === null) return null;
+    if (text === this._atText) return index;
+    this._atText = text;
+    this._atSend = text;
+    return index;
+  }
+
+  /** The context text to send with the read `_at` prepared (once), else null. */
+  _sent() {
+    const text = this._atSend;
+    this._atSend = null;
+    return text;
+  }
+
   /** The boolean value of `key` for `context`, or `defaultValue` (unknown flag, other type, error). */
   boolValue(key, context, defaultValue) {
     if (typeof defaultValue !== 'boolean') return defaultValue;
     try {
       if (context instanceof PreparedContext) return this._engine.boolValueIn(key, context, defaultValue);
-      const ctx = contextJson(context);
-      return ctx === null ? defaultValue : this._engine.boolValue(key, ctx, defaultValue);
+      const at = this._at(key, context);
+      return at == null ? defaultValue : this._engine.boolValueAt(at, this._sent(), defaultValue);
     } catch {
       return defaultValue;
     }
@@ -258,8 +287,8 @@ class Flagstaff extends EventEmitter {
   stringValue(key, context, defaultValue) {
     try {
       if (context instanceof PreparedContext) return this._engine.stringValueIn(key, context) ?? defaultValue;
-      const ctx = contextJson(context);
-      return (ctx !== null && this._engine.stringValue(key, ctx)) ?? defaultValue;
+      const at = this._at(key, context);
+      return (at == null ? null : this._engine.stringValueAt(at, this._sent())) ?? defaultValue;
     } catch {
       return defaultValue;
     }
@@ -269,8 +298,8 @@ class Flagstaff extends EventEmitter {
   numberValue(key, context, defaultValue) {
     try {
       if (context instanceof PreparedContext) return this._engine.numberValueIn(key, context) ?? defaultValue;
-      const ctx = contextJson(context);
-      return (ctx !== null ? this._engine.numberValue(key, ctx) : null) ?? defaultValue;
+      const at = this._at(key, context);
+      return (at == null ? null : this._engine.numberValueAt(at, this._sent())) ?? defaultValue;
     } catch {
       return defaultValue;
     }
@@ -282,8 +311,8 @@ class Flagstaff extends EventEmitter {
       let text;
       if (context instanceof PreparedContext) text = this._engine.jsonValueIn(key, context);
       else {
-        const ctx = contextJson(context);
-        text = ctx === null ? null : this._engine.jsonValue(key, ctx);
+        const at = this._at(key, context);
+        text = at == null ? null : this._engine.jsonValueAt(at, this._sent());
       }
       return text === null ? defaultValue : JSON.parse(text);
     } catch {
@@ -403,6 +432,9 @@ class Flagstaff extends EventEmitter {
     const engine = new Engine(bytes);
     const old = this._engine;
     this._engine = engine;
+    this._index = new Map(engine.flagKeys().map((key, i) => [key, i]));
+    this._atText = null;
+    this._atSend = null;
     this._etag = etag || null;
     this._source = source;
     if (old) {

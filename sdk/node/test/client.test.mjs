@@ -117,6 +117,24 @@ test('reads never throw: unknown flags, wrong types, odd contexts give the defau
   assert.equal(client.boolValue('new-checkout', { targetingKey: 'u-staff' }, false), true);
   assert.equal(client.boolValue('new-checkout', { targetingKey: 'u-staff' }, false), true);
   assert.equal(client.boolValue('new-checkout', { targetingKey: 'u-5' }, true), false);
+  // Typed reads of plain objects send the context's text only when it is not the last one sent:
+  // an object changed in place, other reads and contexts between, are all seen.
+  const changing = { targetingKey: 'u-staff' };
+  assert.equal(client.boolValue('new-checkout', changing, false), true);
+  changing.targetingKey = 'u-5';
+  assert.equal(client.boolValue('new-checkout', changing, true), false);
+  assert.equal(client.evaluate('new-checkout', { targetingKey: 'u-staff' }).variant, 'on');
+  assert.equal(client.allFlags({ targetingKey: 'u-staff' })['new-checkout'].variant, 'on');
+  assert.equal(client.boolValue('new-checkout', changing, true), false);
+  assert.equal(client.boolValue('new-checkout', prepared, false), true);
+  assert.equal(client.boolValue('new-checkout', changing, true), false);
+  assert.equal(client.boolValue('new-checkout', cyclic, true), true);
+  assert.equal(client.boolValue('new-checkout', changing, true), false);
+  assert.equal(client.stringValue('split', changing, 'none'), client.evaluate('split', changing).value);
+  assert.equal(client.stringValue('split', {}, 'none'), 'none');
+  assert.equal(client.numberValue('price', changing, 0), 9.5);
+  assert.deepEqual(client.jsonValue('theme', changing, null), { bg: '#000', sizes: [1, 2] });
+  assert.equal(client.boolValue('no-such-flag', changing, true), true);
   const all = client.allFlags(staff);
   assert.deepEqual(Object.keys(all), ['banner', 'new-checkout', 'price', 'split', 'theme']);
   assert.equal(all['new-checkout'].ruleId, 'staff');

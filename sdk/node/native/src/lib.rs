@@ -27,6 +27,12 @@ pub struct Engine {
     counters: Box<[AtomicU64]>,
     /// The last context text read and what it parsed to.
     last: RefCell<(String, Option<Context>)>,
+    /// The flags' keys in [`flag_keys`](Self::flag_keys) order: the `…_at` reads name a flag by
+    /// its position, so the key does not cross N-API on each read.
+    keys: Box<[Box<str>]>,
+    /// The context of the `…_at` reads: the one last sent, used while JavaScript sends none
+    /// (its text unchanged). Apart from `last`, which the other reads also set.
+    at_context: RefCell<Option<Context>>,
     /// A hash of each flag's definition, to tell which flags a new bundle changed.
     fingerprints: Fingerprints,
 }
@@ -155,6 +161,7 @@ impl Engine {
         let fingerprints = Fingerprints::of(&bundle.flags);
         let mut slots = FxHashMap::default();
         let mut total = 0;
+        let keys = engine.flags().map(|f| f.key().into()).collect();
         for flag in engine.flags() {
             let variations: Box<[Box<str>]> = flag.variations().map(|(key, _)| key.into()).collect();
             let count = variations.len();
@@ -175,6 +182,8 @@ impl Engine {
             slots,
             counters: (0..total).map(|_| AtomicU64::new(0)).collect(),
             last: RefCell::new((String::new(), None)),
+            keys,
+            at_context: RefCell::new(None),
             fingerprints,
         })
     }
@@ -395,6 +404,57 @@ impl Engine {
     #[napi]
     pub fn all_flags_in(&self, context: &PreparedContext) -> String {
         self.all(&context.ctx)
+    }
+
+    /// Runs `f` on the flag at `index` and the context of the `…_at` reads: `context_json`
+    /// parsed (and kept) when given, else the one kept. `None` for an index out of range or a
+    /// context that is not a JSON object.
+    fn at<R>(
+        &self,
+        index: u32,
+        context_json: Option<String>,
+        f: impl FnOnce(&str, &Context) -> Option<R>,
+    ) -> Option<R> {
+        let key = self.keys.get(index as usize)?;
+        let mut kept = self.at_context.borrow_mut();
+        if let Some(json) = context_json {
+            *kept = context(&json);
+        }
+        kept.as_ref().and_then(|ctx| f(key, ctx))
+    }
+
+    /// [`bool_value`](Self::bool_value) of the flag at `index` in [`flag_keys`](Self::flag_keys),
+    /// for `context_json`, or when it is `null` for the context last given to an `…_at` read.
+    #[napi]
+    pub fn bool_value_at(&self, index: u32, context_json: Option<String>, default: bool) -> bool {
+        self.at(index, context_json, |key, ctx| {
+            self.value_where(key, ctx, Value::is_boolean)
+                .and_then(Value::as_bool)
+        })
+        .unwrap_or(default)
+    }
+
+    /// [`string_value`](Self::string_value) as [`bool_value_at`](Self::bool_value_at) reads.
+    #[napi]
+    pub fn string_value_at(&self, index: u32, context_json: Option<String>) -> Option<String> {
+        self.at(index, context_json, |key, ctx| self.string_value_of(key, ctx))
+    }
+
+    /// [`number_value`](Self::number_value) as [`bool_value_at`](Self::bool_value_at) reads.
+    #[napi]
+    pub fn number_value_at(&self, index: u32, context_json: Option<String>) -> Option<f64> {
+        self.at(index, context_json, |key, ctx| {
+            self.value_where(key, ctx, Value::is_number)
+                .and_then(Value::as_f64)
+        })
+    }
+
+    /// [`json_value`](Self::json_value) as [`bool_value_at`](Self::bool_value_at) reads.
+    #[napi]
+    pub fn json_value_at(&self, index: u32, context_json: Option<String>) -> Option<String> {
+        self.at(index, context_json, |key, ctx| {
+            self.value_where(key, ctx, |_| true).map(to_json)
+        })
     }
 
     /// Takes the counts gathered so far (leaving zeros): JSON `[[flag, variant, count], …]`.
