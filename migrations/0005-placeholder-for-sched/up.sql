@@ -1,0 +1,3 @@
+-- PLACEHOLDER, to be deleted at the merge: migration numbers must be consecutive, and 0005 is
+-- reserved for the `sched` branch (issue 16). This branch (hooks, issue 17) needs 0006 to load
+-- without it; once sched's 0005 is merged this directory must go (two 0005s refuse to load).

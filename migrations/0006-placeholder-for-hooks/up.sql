@@ -1,0 +1,3 @@
+-- PLACEHOLDER, to be deleted at the merge: migration numbers must be consecutive, and 0006 is
+-- reserved for the `hooks` branch (issue 17). This branch (relay, issue 18) needs 0007 to load
+-- without it; once hooks' 0006 is merged this directory must go (two 0006s refuse to load).
