@@ -435,6 +435,29 @@ async fn flagstaff_js_in_chromium_live_fallback_cache_and_timeout() {
         .count();
     assert!(posts >= 1, "the OFREP POST answered: {}", fallback["requests"]);
 
+    // Issue 18: a belt that never answers gives way to the suspenders within the timeout.
+    let slow = script.expect("slow-belt").await;
+    assert_eq!(slow["ok"], true, "{slow}");
+    assert_eq!(
+        (&slow["newCheckout"], &slow["betaUi"]),
+        (&json!(false), &json!(true))
+    );
+    assert!(
+        slow["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["method"] == "POST" && r["status"] == 200),
+        "{slow}"
+    );
+    // A stream that cannot be held: polling brings the change.
+    let polling = script.expect("polling").await;
+    assert_eq!(polling["maxItems"], json!(30));
+    web.toggle("max-items", false).await;
+    script.proceed();
+    let polled = script.expect("polled").await;
+    assert_ne!(polled["maxItems"], json!(30), "{polled}");
+
     script.expect("stop-server").await;
     server.stop().await;
     script.proceed();

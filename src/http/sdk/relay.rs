@@ -15,6 +15,7 @@
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::io::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
@@ -26,7 +27,9 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::events::RelayBatch;
 use crate::http::auth::bearer;
+use crate::snapshot::Snapshot;
 use crate::state::Serving;
+use crate::store::api_keys::ActiveKey;
 
 /// Version of the relay document's format.
 pub const FORMAT: u32 = 1;
@@ -81,8 +84,8 @@ impl FromRequest for RelayKey {
     }
 }
 
-/// The relay document of a project and its ETag, from the current snapshots and keys.
-pub fn build(state: &Serving, project_id: i64) -> (Vec<u8>, String) {
+/// What the relay document of a project holds: its environments' snapshots and their keys.
+fn parts(state: &Serving, project_id: i64) -> (Vec<Arc<Snapshot>>, Vec<ActiveKey>) {
     let mut snapshots: Vec<_> = state
         .snapshots
         .all()
@@ -92,8 +95,33 @@ pub fn build(state: &Serving, project_id: i64) -> (Vec<u8>, String) {
     snapshots.sort_by_key(|s| s.environment_id);
     let ids: HashSet<i64> = snapshots.iter().map(|s| s.environment_id).collect();
     let keys = state.keys.of_environments(&ids);
+    (snapshots, keys)
+}
 
+/// The document's ETag: a hash of its environments' ETags and its keys.
+fn tag(snapshots: &[Arc<Snapshot>], keys: &[ActiveKey]) -> String {
     let mut tag = xxhash_rust::xxh3::Xxh3::new();
+    for s in snapshots {
+        tag.update(&s.environment_id.to_le_bytes());
+        tag.update(s.etag.as_bytes());
+    }
+    for k in keys {
+        tag.update(&k.id.to_le_bytes());
+        tag.update(&k.hash);
+    }
+    format!("\"relay-{:032x}\"", tag.digest128())
+}
+
+/// The ETag of the relay document of a project, without writing the document.
+pub fn etag(state: &Serving, project_id: i64) -> String {
+    let (snapshots, keys) = parts(state, project_id);
+    tag(&snapshots, &keys)
+}
+
+/// The relay document of a project and its ETag, from the current snapshots and keys.
+pub fn build(state: &Serving, project_id: i64) -> (Vec<u8>, String) {
+    let (snapshots, keys) = parts(state, project_id);
+    let etag = tag(&snapshots, &keys);
     let size: usize = snapshots.iter().map(|s| s.bundle.len() + 128).sum::<usize>() + keys.len() * 128 + 64;
     let mut out = Vec::with_capacity(size);
     let write = "writing JSON to a Vec cannot fail";
@@ -106,8 +134,6 @@ pub fn build(state: &Serving, project_id: i64) -> (Vec<u8>, String) {
         if i > 0 {
             out.push(b',');
         }
-        tag.update(&s.environment_id.to_le_bytes());
-        tag.update(s.etag.as_bytes());
         write!(out, "{{\"id\":{},\"key\":", s.environment_id).expect(write);
         serde_json::to_writer(&mut out, &s.environment).expect(write);
         write!(out, ",\"revision\":{},\"etag\":", s.revision).expect(write);
@@ -120,15 +146,11 @@ pub fn build(state: &Serving, project_id: i64) -> (Vec<u8>, String) {
     out.extend_from_slice(b"],\"keys\":");
     let keys: Vec<_> = keys
         .iter()
-        .map(|k| {
-            tag.update(&k.id.to_le_bytes());
-            tag.update(&k.hash);
-            json!({"id": k.id, "environment_id": k.environment_id, "kind": k.kind.as_str(), "sha256": hex::encode(k.hash)})
-        })
+        .map(|k| json!({"id": k.id, "environment_id": k.environment_id, "kind": k.kind.as_str(), "sha256": hex::encode(k.hash)}))
         .collect();
     serde_json::to_writer(&mut out, &keys).expect(write);
     out.push(b'}');
-    (out, format!("\"relay-{:032x}\"", tag.digest128()))
+    (out, etag)
 }
 
 fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
@@ -174,7 +196,7 @@ struct Follow {
 impl Follow {
     async fn next(mut self) -> Option<(Result<sse::Event, Infallible>, Follow)> {
         loop {
-            let (_, etag) = build(&self.state, self.key.project_id);
+            let etag = etag(&self.state, self.key.project_id);
             if self.sent.as_deref() != Some(etag.as_str()) {
                 let data = json!({ "etag": etag }).to_string();
                 self.sent = Some(etag);
