@@ -44,6 +44,9 @@ def main():
         threading.Thread(target=follow, args=(base, a.key, a.flag, streams[name], ready), daemon=True).start()
         ready.wait(10)
     time.sleep(0.5)
+    # The connect event lists every flag: not a toggle's.
+    for arrivals in streams.values():
+        arrivals.clear()
     url = urllib.parse.urlsplit(a.primary)
     api = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
     path = f"/api/v1/projects/{a.project}/flags/{a.flag}/environments/production"
