@@ -337,6 +337,80 @@ pub enum Command {
     Backup(BackupArgs),
     /// Exit 0 when the server at --bind answers /healthz with 200 (for Docker's HEALTHCHECK).
     Healthcheck,
+    /// Serve a project's environments read-only, with no database (DESIGN.md §8): from a
+    /// primary Flagstaff (`--upstream` with `--relay-key`), or offline from a file that
+    /// `flagstaff download` wrote (`--from-file` with the keys to accept).
+    Relay(RelayArgs),
+    /// Save an environment's bundle to a file, for `flagstaff relay --from-file`.
+    Download(DownloadArgs),
+}
+
+/// Options of `flagstaff relay` (with the server's `--bind` and serving options).
+#[derive(Args, Debug, Clone)]
+pub struct RelayArgs {
+    /// URL of the primary Flagstaff, e.g. `https://flags.example.com`.
+    #[arg(long, env = "FLAGSTAFF_UPSTREAM", value_parser = parse_public_url,
+          conflicts_with = "from_file", required_unless_present = "from_file")]
+    pub upstream: Option<String>,
+    /// A relay key of the project (`fs_rly_…`). Prefer FLAGSTAFF_RELAY_KEY_FILE.
+    #[arg(long, env = "FLAGSTAFF_RELAY_KEY", hide_env_values = true)]
+    pub relay_key: Option<Secret>,
+    /// File holding the relay key (trimmed).
+    #[arg(long, env = "FLAGSTAFF_RELAY_KEY_FILE")]
+    pub relay_key_file: Option<PathBuf>,
+    /// Where to keep the last configuration received, to start from when the primary is down.
+    #[arg(long, env = "FLAGSTAFF_CACHE_FILE", conflicts_with = "from_file")]
+    pub cache_file: Option<PathBuf>,
+    /// Serve this bundle (written by `flagstaff download`) with no upstream; re-read on change.
+    #[arg(long, env = "FLAGSTAFF_FROM_FILE")]
+    pub from_file: Option<PathBuf>,
+    /// With --from-file: a client key to accept (repeatable; the variable takes a comma list).
+    #[arg(
+        long = "client-key",
+        env = "FLAGSTAFF_CLIENT_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        requires = "from_file"
+    )]
+    pub client_keys: Vec<Secret>,
+    /// With --from-file: a server key to accept (repeatable; the variable takes a comma list).
+    #[arg(
+        long = "server-key",
+        env = "FLAGSTAFF_SERVER_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        requires = "from_file"
+    )]
+    pub server_keys: Vec<Secret>,
+    /// With --from-file: a file of keys to accept, one a line (`fs_srv_…` or `fs_cli_…`; blank
+    /// lines and lines starting with `#` are skipped).
+    #[arg(long, env = "FLAGSTAFF_KEYS_FILE", requires = "from_file")]
+    pub keys_file: Option<PathBuf>,
+}
+
+impl RelayArgs {
+    /// The relay key, from --relay-key or its file.
+    pub fn relay_key(&self) -> Result<Option<Secret>, ConfigError> {
+        SecretSetting {
+            env: "FLAGSTAFF_RELAY_KEY",
+            flag: "--relay-key",
+        }
+        .resolve(self.relay_key.clone(), self.relay_key_file.as_deref())
+    }
+}
+
+/// Options of `flagstaff download`.
+#[derive(Args, Debug, Clone)]
+pub struct DownloadArgs {
+    /// URL of the Flagstaff (or relay) to download from.
+    #[arg(long, env = "FLAGSTAFF_UPSTREAM", value_parser = parse_public_url)]
+    pub upstream: String,
+    /// A server key of the environment (`fs_srv_…`).
+    #[arg(long, env = "FLAGSTAFF_SERVER_KEY", hide_env_values = true)]
+    pub key: Secret,
+    /// Where to write the bundle (replaced atomically).
+    #[arg(long, short)]
+    pub output: PathBuf,
 }
 
 #[derive(Subcommand, Debug, Clone)]

@@ -197,6 +197,91 @@ impl Events {
     }
 }
 
+/// What a relay forwards to its primary (`POST /sdk/v1/relay/events`): the evaluation counts
+/// and SDK key uses it took in since its last forward.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RelayBatch {
+    #[serde(default)]
+    pub counts: Vec<RelayCount>,
+    #[serde(default)]
+    pub keys_used: Vec<KeyUse>,
+}
+
+/// `count` evaluations of `variant` of `flag` in an environment (the primary's id), the last at
+/// `at` (Unix ms).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RelayCount {
+    pub environment_id: i64,
+    pub flag: String,
+    pub variant: String,
+    pub at: i64,
+    pub count: u64,
+}
+
+/// An SDK key (the primary's id) used at `at` (Unix ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyUse {
+    pub id: i64,
+    pub at: i64,
+}
+
+impl RelayBatch {
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty() && self.keys_used.is_empty()
+    }
+}
+
+impl Events {
+    /// Takes everything pending as a batch to forward (a relay, which writes nothing itself).
+    pub fn take_relay_batch(&self) -> RelayBatch {
+        let (pending, used) = self.take();
+        let counts = pending
+            .counts
+            .into_iter()
+            .map(|(k, count)| {
+                // The last evaluation of the flag if it falls in this hour, else the hour's start.
+                let start = k.hour * 1000;
+                let at = pending
+                    .evaluated
+                    .get(&(k.environment_id, k.flag.clone()))
+                    .copied()
+                    .filter(|&at| at >= start && at < start + 3_600_000)
+                    .unwrap_or(start);
+                RelayCount {
+                    environment_id: k.environment_id,
+                    flag: k.flag.to_string(),
+                    variant: k.variant.to_string(),
+                    at,
+                    count,
+                }
+            })
+            .collect();
+        let keys_used = used.keys.into_iter().map(|(id, at)| KeyUse { id, at }).collect();
+        RelayBatch { counts, keys_used }
+    }
+
+    /// Puts back a batch that could not be forwarded, or adds one a relay forwarded (the
+    /// primary, after checking its flags, variants and keys).
+    pub fn add_relay_batch(&self, batch: RelayBatch) {
+        for c in &batch.counts {
+            self.record(
+                c.environment_id,
+                c.at,
+                [Count {
+                    flag: &c.flag,
+                    variant: &c.variant,
+                    count: c.count,
+                }],
+            );
+        }
+        let mut used = lock(&self.keys_used);
+        for KeyUse { id, at } in batch.keys_used {
+            let last = used.entry(id).or_insert(at);
+            *last = (*last).max(at);
+        }
+    }
+}
+
 /// SDK keys and admin tokens used since the last flush: id → Unix ms.
 #[derive(Debug, Clone, Default)]
 struct Used {

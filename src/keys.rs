@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::store::Result;
 use crate::store::api_keys::{self, ActiveKey, KeyKind};
+use crate::store::relay_keys::{self, ActiveRelayKey};
 
 /// The visible prefix that tells a key's kind.
 pub fn prefix(kind: KeyKind) -> &'static str {
@@ -42,22 +43,38 @@ pub fn hash(secret: &str) -> [u8; 32] {
 
 /// Active SDK keys by hash and by id, swapped atomically after each key change. Both lookups
 /// are hash-map lookups: they run on every SDK request and in every stream's liveness check.
-#[derive(Default)]
+/// Relay keys (DESIGN.md §8) are held beside them; a relay fills the SDK keys from what its
+/// primary sends ([`Keys::replace`]) and holds no relay key.
 pub struct Keys {
     active: ArcSwap<Active>,
+    /// Bumped on every reload: relay streams tell their relays of new and revoked keys.
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Keys {
+    fn default() -> Keys {
+        Keys {
+            active: ArcSwap::default(),
+            generation: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 #[derive(Default)]
 struct Active {
     by_hash: HashMap<[u8; 32], ActiveKey>,
     ids: HashSet<i64>,
+    relays: HashMap<[u8; 32], ActiveRelayKey>,
+    relay_ids: HashSet<i64>,
 }
 
 impl Active {
-    fn new(keys: Vec<ActiveKey>) -> Active {
+    fn new(keys: Vec<ActiveKey>, relays: Vec<ActiveRelayKey>) -> Active {
         Active {
             ids: keys.iter().map(|k| k.id).collect(),
             by_hash: keys.into_iter().map(|k| (k.hash, k)).collect(),
+            relay_ids: relays.iter().map(|k| k.id).collect(),
+            relays: relays.into_iter().map(|k| (k.hash, k)).collect(),
         }
     }
 }
@@ -71,8 +88,58 @@ impl Keys {
 
     /// Re-reads the active keys from the store.
     pub fn reload(&self, conn: &Connection) -> Result<()> {
-        self.active.store(Arc::new(Active::new(api_keys::active(conn)?)));
+        let active = Active::new(api_keys::active(conn)?, relay_keys::active(conn)?);
+        self.active.store(Arc::new(active));
+        self.generation.send_modify(|g| *g += 1);
         Ok(())
+    }
+
+    /// Replaces the active SDK keys with `keys` (a relay, with what its primary sent). Returns
+    /// whether they differ from those held before.
+    pub fn replace(&self, keys: Vec<ActiveKey>) -> bool {
+        let current = self.active.load();
+        let same = current.by_hash.len() == keys.len()
+            && keys.iter().all(|k| {
+                current
+                    .by_hash
+                    .get(&k.hash)
+                    .is_some_and(|c| c.id == k.id && c.environment_id == k.environment_id && c.kind == k.kind)
+            });
+        if same {
+            return false;
+        }
+        self.active.store(Arc::new(Active::new(keys, Vec::new())));
+        self.generation.send_modify(|g| *g += 1);
+        true
+    }
+
+    /// The active SDK keys of these environments, by id.
+    pub fn of_environments(&self, environments: &HashSet<i64>) -> Vec<ActiveKey> {
+        let mut keys: Vec<ActiveKey> = self
+            .active
+            .load()
+            .by_hash
+            .values()
+            .filter(|k| environments.contains(&k.environment_id))
+            .cloned()
+            .collect();
+        keys.sort_by_key(|k| k.id);
+        keys
+    }
+
+    /// The active relay key with this secret, if any.
+    pub fn find_relay(&self, secret: &str) -> Option<ActiveRelayKey> {
+        self.active.load().relays.get(&hash(secret)).copied()
+    }
+
+    /// Whether the relay key with this id is still active.
+    pub fn is_relay_active(&self, id: i64) -> bool {
+        self.active.load().relay_ids.contains(&id)
+    }
+
+    /// Changes each time the keys do (for streams that follow keys).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// The active key with this secret, if any.
@@ -103,7 +170,7 @@ mod tests {
             })
             .collect();
         let keys = Keys::default();
-        keys.active.store(Arc::new(Active::new(list)));
+        keys.replace(list);
         keys
     }
 

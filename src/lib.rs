@@ -13,6 +13,7 @@ pub mod keys;
 pub mod metrics;
 pub mod ops;
 pub mod password;
+pub mod relay;
 pub mod retention;
 pub mod server;
 pub mod snapshot;
@@ -22,7 +23,7 @@ pub mod throttle;
 pub mod webhooks;
 
 use actix_web::body::{BodySize, EitherBody, MessageBody};
-use actix_web::dev::{Service as _, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::{App, web};
 
@@ -41,26 +42,40 @@ pub fn build_app(
     >,
 > {
     App::new()
+        .app_data(web::Data::new(state.serving()))
         .app_data(web::Data::new(state))
         // Every GET route answers HEAD too: the handler runs as for GET and the HTTP layer sends
         // the status and headers without the body (it knows the request was HEAD). A stream
         // (SSE) would never end, so its answer to HEAD is the headers alone.
-        .wrap_fn(|mut req, srv| {
-            let head = req.method() == Method::HEAD;
-            if head {
-                req.head_mut().method = Method::GET;
-            }
-            let answer = srv.call(req);
-            async move {
-                let res = answer.await?;
-                Ok(if head && res.response().body().size() == BodySize::Stream {
-                    res.map_body(|_, _| EitherBody::right(actix_web::body::None::new()))
-                } else {
-                    res.map_into_left_body()
-                })
-            }
-        })
+        .wrap_fn(head_as_get)
         // Request id, request span and log line, metrics: one layer for every route.
         .wrap(ops::request_log::RequestLog)
         .configure(http::configure)
+}
+
+/// Answers HEAD as GET (the HTTP layer drops the body), a stream's with its headers alone:
+/// `build_app`'s and a relay's outermost layer.
+pub(crate) fn head_as_get<S, B>(
+    mut req: ServiceRequest,
+    srv: &S,
+) -> impl std::future::Future<
+    Output = Result<ServiceResponse<EitherBody<B, actix_web::body::None>>, actix_web::Error>,
+> + use<S, B>
+where
+    S: actix_web::dev::Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let head = req.method() == Method::HEAD;
+    if head {
+        req.head_mut().method = Method::GET;
+    }
+    let answer = srv.call(req);
+    async move {
+        let res = answer.await?;
+        Ok(if head && res.response().body().size() == BodySize::Stream {
+            res.map_body(|_, _| EitherBody::right(actix_web::body::None::new()))
+        } else {
+            res.map_into_left_body()
+        })
+    }
 }

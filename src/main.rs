@@ -44,6 +44,12 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Backup(args) => Ok(flagstaff::ops::backup::command(data_dir, &args.file)?),
         Command::Healthcheck => Ok(cli::healthcheck(cli.serve.bind)?),
+        Command::Relay(args) => flagstaff::relay::run(Settings::from_cli(&cli)?, &args),
+        Command::Download(args) => {
+            let bytes = flagstaff::relay::download(&args)?;
+            tracing::info!(bytes, file = %args.output.display(), "bundle saved");
+            Ok(())
+        }
     }
 }
 

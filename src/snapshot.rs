@@ -105,6 +105,63 @@ impl Snapshot {
         ))
     }
 
+    /// A snapshot of a bundle made elsewhere: downloaded by a relay from its primary, or read
+    /// from a file `flagstaff download` wrote. The bytes are kept as they are, so the ETag is the
+    /// one the primary gives them. `environment_id` and `project_id` are the primary's ids.
+    pub fn from_bundle(environment_id: i64, project_id: i64, json: &[u8]) -> Result<Snapshot> {
+        let bundle: flagstaff_eval::model::Bundle = serde_json::from_slice(json)?;
+        let head = EnvironmentHead {
+            id: environment_id,
+            project_id,
+            project: bundle.project.clone(),
+            key: bundle.environment.clone(),
+            revision: bundle.revision,
+        };
+        let doc = Document {
+            flagstaff: FORMAT_VERSION,
+            project: bundle.project,
+            environments: vec![EnvironmentInfo {
+                key: bundle.environment.clone(),
+                name: String::new(),
+            }],
+            segments: bundle.segments,
+            flags: bundle.flags,
+        };
+        let engine = CompiledEnvironment::compile(&doc, &bundle.environment);
+        let mut fragments = BTreeMap::new();
+        for flag in &doc.flags {
+            fragments.insert(
+                Arc::from(flag.key.as_str()),
+                Arc::from(serde_json::to_string(flag)?),
+            );
+        }
+        let segments_json = Arc::from(serde_json::to_string(&doc.segments)?);
+        Ok(Self::finish(
+            &head,
+            engine,
+            fragments,
+            segments_json,
+            json.to_vec(),
+        ))
+    }
+
+    /// Keys of the flags whose JSON differs between `self` and `newer` (added and removed too).
+    pub fn changed_flags(&self, newer: &Snapshot) -> Vec<String> {
+        let mut changed: Vec<String> = newer
+            .fragments
+            .iter()
+            .filter(|(k, v)| self.fragments.get(*k) != Some(*v))
+            .map(|(k, _)| k.to_string())
+            .collect();
+        changed.extend(
+            self.fragments
+                .keys()
+                .filter(|k| !newer.fragments.contains_key(*k))
+                .map(|k| k.to_string()),
+        );
+        changed
+    }
+
     fn assemble(
         head: &EnvironmentHead,
         engine: CompiledEnvironment,
@@ -132,7 +189,17 @@ impl Snapshot {
             json.extend_from_slice(fragment.as_bytes());
         }
         json.extend_from_slice(b"]}");
+        Self::finish(head, engine, fragments, segments_json, json)
+    }
 
+    /// The snapshot of the bundle `json`: its gzip and ETag.
+    fn finish(
+        head: &EnvironmentHead,
+        engine: CompiledEnvironment,
+        fragments: BTreeMap<Arc<str>, Arc<str>>,
+        segments_json: Arc<str>,
+        json: Vec<u8>,
+    ) -> Snapshot {
         let mut gz =
             flate2::write::GzEncoder::new(Vec::with_capacity(json.len() / 4), flate2::Compression::fast());
         gz.write_all(&json).expect("compressing into a Vec cannot fail");
@@ -225,6 +292,33 @@ impl Snapshots {
     /// Every current snapshot.
     pub fn all(&self) -> Vec<Arc<Snapshot>> {
         self.by_environment.load().values().cloned().collect()
+    }
+
+    /// Replaces every snapshot with `snapshots` (a relay, with what its primary or its file
+    /// holds) and returns those whose bundle changed, each with the keys of its changed flags.
+    pub fn replace(&self, snapshots: Vec<Snapshot>) -> Vec<(Arc<Snapshot>, Vec<String>)> {
+        let before = self.by_environment.load_full();
+        let mut map = HashMap::with_capacity(snapshots.len());
+        let mut changed = Vec::new();
+        for snapshot in snapshots {
+            let snapshot = Arc::new(snapshot);
+            match before.get(&snapshot.environment_id) {
+                Some(old) if old.etag == snapshot.etag => {
+                    // Unchanged: keep the old one and its pre-written answers.
+                    map.insert(snapshot.environment_id, old.clone());
+                }
+                old => {
+                    let flags = match old {
+                        Some(old) => old.changed_flags(&snapshot),
+                        None => snapshot.fragments.keys().map(|k| k.to_string()).collect(),
+                    };
+                    map.insert(snapshot.environment_id, snapshot.clone());
+                    changed.push((snapshot, flags));
+                }
+            }
+        }
+        self.by_environment.store(Arc::new(map));
+        changed
     }
 
     /// Rebuilds what `changes` touched, swaps the new snapshots in, and returns them with the

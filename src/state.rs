@@ -11,6 +11,21 @@ use crate::keys::Keys;
 use crate::snapshot::Snapshots;
 use crate::store::{Changes, Result, Store};
 
+/// What the read path (SDK, OFREP, client, operators' endpoints) shares: everything it answers
+/// from memory, and no store. The primary hands its handlers one made of its [`AppState`]; a relay
+/// (`crate::relay`), which has no database, feeds the same structures from what it downloads.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Serving {
+    pub snapshots: Arc<Snapshots>,
+    pub keys: Arc<Keys>,
+    pub hub: Hub,
+    pub settings: Arc<Settings>,
+    pub events: Arc<crate::events::Events>,
+    /// `Some` in a relay: what it knows of its source, for `/readyz`.
+    pub relay: Option<Arc<crate::relay::Status>>,
+}
+
 /// Everything handlers share. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -109,6 +124,18 @@ impl AppState {
         let state = self.clone();
         self.store
             .write_blocking(f, move |conn, changes| state.after_commit(conn, changes))
+    }
+
+    /// The read path's share of this state (same snapshots, keys, hub and events).
+    pub fn serving(&self) -> Serving {
+        Serving {
+            snapshots: self.snapshots.clone(),
+            keys: self.keys.clone(),
+            hub: self.hub.clone(),
+            settings: self.settings.clone(),
+            events: self.events.clone(),
+            relay: None,
+        }
     }
 
     fn after_commit(&self, conn: &Connection, changes: &Changes) {

@@ -7,8 +7,10 @@
 //   flags.on('change', (keys) => render());
 //
 // Reads go first to the cacheable GET /client/v1/{key}/{context} (a CDN may answer it, even
-// while Flagstaff is down), then to the OFREP bulk POST. Changes arrive over Server-Sent
-// Events. The last values per context are kept in localStorage: they are used at once on the
+// while Flagstaff is down), then, when it fails or does not answer within `beltTimeout` ms
+// (default 1.5 s), to the OFREP bulk POST. Changes arrive over Server-Sent Events; when the
+// stream cannot be held (no EventSource, or 3 failures within a minute: a proxy that blocks or
+// keeps closing it) the SDK polls every `pollInterval` ms (default 30 s) instead. The last values per context are kept in localStorage: they are used at once on the
 // next start, and when the server cannot be reached. Without an answer within `timeout` ms
 // (default 10 s) init() resolves anyway: isEnabled() is then false and get() undefined.
 
@@ -40,7 +42,9 @@ const fnv = (text) => {
 const same = (a, b) => canonical(a) === canonical(b);
 
 /** A client of one Flagstaff environment. Most pages use the module's functions instead. */
-export function createClient({ url, key, context = {}, timeout = 10000, stream = true } = {}) {
+export function createClient({
+  url, key, context = {}, timeout = 10000, stream = true, beltTimeout = 1500, pollInterval = 30000,
+} = {}) {
   if (!url || !key) throw new TypeError('flagstaff: init({url, key}) needs the server URL and a client key');
   const base = String(url).replace(/\/+$/, '');
   const storageKey = STORAGE_PREFIX + base + '|' + key;
@@ -51,6 +55,8 @@ export function createClient({ url, key, context = {}, timeout = 10000, stream =
   let revision = 0; // the environment's revision our values reflect, when known
   let generation = 0; // a newer identify() wins over an older answer still in flight
   let source;
+  let poller;
+  let failures = [];
   let closed = false;
 
   const emit = (type, detail) => {
@@ -108,10 +114,15 @@ export function createClient({ url, key, context = {}, timeout = 10000, stream =
     // `?r=` makes it a URL no cache has seen.
     const encoded = base64url(ctxJson);
     if (encoded.length <= LONGEST_GET_URL) {
+      // Its own budget: a belt that hangs must leave time for the suspenders.
+      const belt = new AbortController();
+      const stop = () => belt.abort();
+      signal.addEventListener('abort', stop);
+      const timer = setTimeout(stop, Math.min(beltTimeout, timeout));
       try {
         const res = await fetch(
           base + '/client/v1/' + encodeURIComponent(key) + '/' + encoded + (target ? '?r=' + target : ''),
-          { signal },
+          { signal: belt.signal },
         );
         if (res.ok) {
           const body = await res.json();
@@ -119,6 +130,9 @@ export function createClient({ url, key, context = {}, timeout = 10000, stream =
         }
       } catch (e) {
         if (signal.aborted) throw e;
+      } finally {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', stop);
       }
     }
     // The suspenders: OFREP's bulk evaluation.
@@ -151,9 +165,22 @@ export function createClient({ url, key, context = {}, timeout = 10000, stream =
     }
   }
 
+  const poll = () => {
+    if (!poller && !closed && pollInterval > 0) poller = setInterval(() => refresh(), pollInterval);
+  };
+
   const listen = () => {
-    if (!stream || typeof EventSource == 'undefined') return;
+    if (!stream) return;
+    if (typeof EventSource == 'undefined') return poll();
     source = new EventSource(base + '/ofrep/v1/stream?key=' + encodeURIComponent(key));
+    source.onerror = () => {
+      const now = Date.now();
+      failures = failures.filter((t) => now - t < 60000).concat(now);
+      if (failures.length >= 3 || source.readyState === 2) {
+        source.close();
+        poll();
+      }
+    };
     source.onmessage = (event) => {
       let data;
       try {
@@ -197,6 +224,7 @@ export function createClient({ url, key, context = {}, timeout = 10000, stream =
     close() {
       closed = true;
       if (source) source.close();
+      clearInterval(poller);
     },
   };
 }
@@ -207,7 +235,7 @@ const current = () => {
   return client;
 };
 
-/** Starts the SDK: `init({url, key, context, timeout})`. Resolves like `ready`; never rejects on network trouble. */
+/** Starts the SDK: `init({url, key, context, timeout, beltTimeout, pollInterval})`. Resolves like `ready`; never rejects on network trouble. */
 export function init(options) {
   if (client) client.close();
   client = createClient(options);

@@ -7,6 +7,7 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::state::Serving;
 use crate::store::admin_tokens;
 use crate::store::api_keys::KeyKind;
 use crate::store::users::{Role, User};
@@ -136,7 +137,7 @@ pub struct SdkKey {
 impl SdkKey {
     fn from_request_sync(req: &HttpRequest) -> Result<SdkKey, ApiError> {
         let state = req
-            .app_data::<web::Data<AppState>>()
+            .app_data::<web::Data<Serving>>()
             .ok_or_else(|| ApiError::Internal("application state missing".into()))?;
         let Some(secret) = bearer(req) else {
             return Err(ApiError::Unauthorized(
@@ -216,7 +217,7 @@ impl EvaluationKey {
 
     /// A client key given in a URL (`/client/v1/{key}/…`, a stream's `?key=`): 401 when unknown
     /// or revoked, 403 for a server key, which must never appear in a URL.
-    pub fn client_key_in_url(state: &AppState, secret: &str) -> Result<EvaluationKey, ApiError> {
+    pub fn client_key_in_url(state: &Serving, secret: &str) -> Result<EvaluationKey, ApiError> {
         let Some(key) = state.keys.find(secret) else {
             return Err(ApiError::Unauthorized(
                 "the client key is unknown or revoked".into(),

@@ -21,9 +21,9 @@ use flagstaff_eval::{Context, Value};
 use super::auth::EvaluationKey;
 use super::cors;
 use super::ofrep::{check_context, etag, json_type, not_modified, record};
-use crate::AppState;
 use crate::config::FrontendArgs;
 use crate::error::ApiError;
+use crate::state::Serving;
 
 /// Registers `/client/v1` and `/sdk/flagstaff.js`, with CORS for browsers.
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -83,7 +83,7 @@ pub(crate) fn decode_context(encoded: &str, limits: &FrontendArgs) -> Result<Con
 
 /// `GET /client/v1/{client key}/{context}`.
 async fn values(
-    state: web::Data<AppState>,
+    state: web::Data<Serving>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {

@@ -16,7 +16,7 @@ use actix_web::{Error, HttpRequest, HttpResponse, web};
 use futures_util::TryFutureExt as _;
 use futures_util::future::{Either, MapOk};
 
-use crate::AppState;
+use crate::state::Serving;
 
 /// Request headers a page may send: the key, the body's type, revalidation, SSE resumption.
 pub const ALLOW_HEADERS: &str =
@@ -142,7 +142,7 @@ where
 /// What the settings allow for this request's `Origin`.
 fn allowed_for(req: &HttpRequest) -> Allowed {
     let origins = req
-        .app_data::<web::Data<AppState>>()
+        .app_data::<web::Data<Serving>>()
         .map_or(&[][..], |s| &s.settings.serve.frontend.cors_origins[..]);
     allowed(origins, req.headers().get(header::ORIGIN))
 }

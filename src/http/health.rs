@@ -1,7 +1,8 @@
 //! Operators' endpoints: `/healthz` answers 200 while the process serves HTTP; `/readyz` answers
 //! 200 while the database answers and every environment has its snapshot, 503 otherwise and
 //! from the moment a shutdown begins (so a load balancer drains this instance); `/metrics` is
-//! the Prometheus text exposition.
+//! the Prometheus text exposition. In a relay (no database) `/readyz` answers 200 once the relay
+//! has something to serve: from its source, its cache file or its offline file.
 
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpResponse, http::header};
@@ -9,6 +10,7 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::metrics::{self, Gauges};
+use crate::state::Serving;
 
 /// Registers the operators' routes.
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -27,11 +29,13 @@ async fn healthz() -> HttpResponse {
 
 /// Readiness: the database answers, every environment it holds has a snapshot, and the server
 /// is not shutting down.
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let snapshots = state.snapshots.all().len();
-    let (status, body) = if state.hub.is_closed() {
+async fn readyz(serving: web::Data<Serving>, primary: Option<web::Data<AppState>>) -> HttpResponse {
+    let snapshots = serving.snapshots.all().len();
+    let (status, body) = if serving.hub.is_closed() {
         (false, json!({"status": "shutting_down"}))
-    } else {
+    } else if let Some(relay) = &serving.relay {
+        relay.readiness(snapshots)
+    } else if let Some(state) = primary {
         let counted = state
             .store
             .read(|conn| Ok(conn.query_row("SELECT count(*) FROM environments", [], |r| r.get::<_, i64>(0))?))
@@ -47,6 +51,8 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             ),
             Ok(environments) => (true, json!({"status": "ready", "environments": environments})),
         }
+    } else {
+        (false, json!({"status": "database_unavailable"}))
     };
     let mut res = if status {
         HttpResponse::Ok()
@@ -57,13 +63,14 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// Prometheus metrics.
-async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
+async fn prometheus(serving: web::Data<Serving>, primary: Option<web::Data<AppState>>) -> HttpResponse {
     let gauges = Gauges {
-        open_streams: state.hub.receivers(),
-        environments: state.snapshots.all().len(),
-        database_bytes: std::fs::metadata(state.store.path())
-            .map(|m| m.len())
-            .unwrap_or(0),
+        open_streams: serving.hub.receivers(),
+        environments: serving.snapshots.all().len(),
+        // A relay has no database.
+        database_bytes: primary
+            .and_then(|state| std::fs::metadata(state.store.path()).ok())
+            .map_or(0, |m| m.len()),
     };
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -16,6 +16,16 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.configure(health::configure);
     cfg.configure(api::configure);
     cfg.configure(ofrep::configure).configure(client::configure);
+    // Before `/sdk/v1`, whose scope would answer 404 for these paths.
+    cfg.configure(sdk::relay::configure);
     cfg.configure(sdk::configure);
     cfg.configure(admin::configure);
+}
+
+/// Registers what a relay serves (DESIGN.md §8): the read path, answered from memory — no
+/// admin pages, no `/api`, no relay routes of its own.
+pub fn configure_read_path(cfg: &mut ServiceConfig) {
+    cfg.configure(health::configure);
+    cfg.configure(ofrep::configure).configure(client::configure);
+    cfg.configure(sdk::configure);
 }

@@ -30,12 +30,12 @@ use sha2::Sha256;
 
 use super::auth::{EvaluationKey, SdkKey};
 use super::cors;
-use crate::AppState;
 use crate::answers::{Answers, write_str, write_str_content};
 use crate::config::FrontendArgs;
 use crate::error::ApiError;
 use crate::hub::Change;
 use crate::snapshot::{Current, Snapshot};
+use crate::state::Serving;
 use crate::store::api_keys::KeyKind;
 
 /// Path of the change stream, as `eventStreams` names it.
@@ -366,14 +366,14 @@ fn snapshot_of<'s>(snapshots: &'s Current, key: &SdkKey) -> Result<&'s Arc<Snaps
 /// Counts what was served, for the evaluation insights and the metrics: `evaluations` made on
 /// `snapshot`, of which those that served a value are `served`, by counter slot
 /// ([`crate::answers::Answers::counter`]).
-pub(crate) fn record(state: &AppState, snapshot: &Arc<Snapshot>, evaluations: usize, served: &[usize]) {
+pub(crate) fn record(state: &Serving, snapshot: &Arc<Snapshot>, evaluations: usize, served: &[usize]) {
     crate::metrics::record_evaluations(crate::metrics::Source::Server, evaluations as u64);
     tally::add(state, snapshot, served);
 }
 
 /// `POST /ofrep/v1/evaluate/flags/{key}`.
 async fn single(
-    state: web::Data<AppState>,
+    state: web::Data<Serving>,
     caller: Result<EvaluationKey, ApiError>,
     path: web::Path<String>,
     payload: web::Payload,
@@ -465,7 +465,7 @@ pub(crate) fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
 
 /// `POST /ofrep/v1/evaluate/flags`.
 async fn bulk(
-    state: web::Data<AppState>,
+    state: web::Data<Serving>,
     req: HttpRequest,
     caller: Result<EvaluationKey, ApiError>,
     payload: web::Payload,
@@ -593,7 +593,7 @@ struct StreamQuery {
 /// Who may follow an environment's changes: a client key in the URL, a token, or any SDK key
 /// in the headers (for non-browser clients).
 fn stream_caller(
-    state: &AppState,
+    state: &Serving,
     query: &StreamQuery,
     header_key: Result<EvaluationKey, ApiError>,
 ) -> Result<SdkKey, ApiError> {
@@ -625,7 +625,7 @@ fn refetch_event(revision: u64, etag: &str) -> sse::Event {
 /// What one open stream follows.
 struct Follow {
     changes: Receiver<Arc<Change>>,
-    state: web::Data<AppState>,
+    state: web::Data<Serving>,
     environment_id: i64,
     key_id: i64,
     /// The last revision sent; nothing older or equal is sent again.
@@ -671,7 +671,7 @@ impl Follow {
 
 /// `GET /ofrep/v1/stream?key=<client key>` (or `?token=…`, or a key in the headers).
 async fn stream(
-    state: web::Data<AppState>,
+    state: web::Data<Serving>,
     req: HttpRequest,
     query: web::Query<StreamQuery>,
     header_key: Result<EvaluationKey, ApiError>,
@@ -723,9 +723,9 @@ mod tally {
     use std::sync::{Arc, Weak};
     use std::time::Duration;
 
-    use crate::AppState;
     use crate::events::{Count, Events};
     use crate::snapshot::Snapshot;
+    use crate::state::Serving;
 
     /// How often a worker hands its counts to `Events`.
     const EVERY: Duration = Duration::from_secs(1);
@@ -743,7 +743,7 @@ mod tally {
     }
 
     /// Counts one each in the counter slots `served` of `snapshot`.
-    pub fn add(state: &AppState, snapshot: &Arc<Snapshot>, served: &[usize]) {
+    pub fn add(state: &Serving, snapshot: &Arc<Snapshot>, served: &[usize]) {
         let started = TALLIES.with_borrow_mut(|tallies| {
             let found = tallies
                 .iter()

@@ -19,7 +19,7 @@ use actix_web::dev::ServiceRequest;
 use actix_web::http::header::HeaderMap;
 use actix_web::web;
 
-use crate::AppState;
+use crate::state::Serving;
 
 /// An address or a CIDR range (`10.0.0.0/8`, `::1`, `fd00::/8`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +126,7 @@ pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
 }
 
 fn trusted(req: &HttpRequest) -> &[IpRange] {
-    req.app_data::<web::Data<AppState>>()
+    req.app_data::<web::Data<Serving>>()
         .map(|s| s.settings.serve.trusted_proxies.as_slice())
         .unwrap_or(&[])
 }

@@ -16,6 +16,7 @@ mod ofrep_clients;
 mod openapi;
 mod ops;
 mod readme;
+mod relay;
 mod sdk;
 mod sdk_rust;
 mod store;

@@ -288,16 +288,66 @@ async fn openfeature_python_sdk_with_the_ofrep_provider_from_pypi() {
 
 #[actix_web::test]
 async fn openfeature_web_sdk_with_the_ofrep_web_provider_in_chromium() {
+    web_provider_in_chromium(false).await;
+}
+
+/// Issue 18: the same browser test pointed at a relay (`flagstaff::relay::serve`, following a
+/// real primary over its socket); the toggles are made on the primary.
+#[actix_web::test]
+async fn openfeature_web_sdk_with_the_ofrep_web_provider_through_a_relay() {
+    web_provider_in_chromium(true).await;
+}
+
+async fn web_provider_in_chromium(through_relay: bool) {
     let web = Web::new().await;
     let server = RealServer::start(&web.app.state);
-    let mut script = Script::start(browser_script("web-ofrep.mjs"), &[&server.url, &web.client]);
+    let mut stop_relay = None;
+    let mut url = server.url.clone();
+    if through_relay {
+        let reply = web
+            .app
+            .call(
+                "POST",
+                "/api/v1/projects/web/keys",
+                Some(&web.admin),
+                Some(json!({"kind": "relay", "name": "browser tests"})),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        let source = flagstaff::relay::Source::Upstream {
+            url: server.url.clone(),
+            relay_key: flagstaff::config::Secret::new(reply.body["key"].as_str().unwrap()),
+            cache_file: None,
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let dir = tempfile::tempdir().unwrap();
+        let settings = flagstaff::config::Settings::with_data_dir(dir.path().join("unused"));
+        let relay = actix_web::rt::spawn(flagstaff::relay::serve(settings, source, listener, async move {
+            let _ = stopped.await;
+            flagstaff::server::Signal::Requested
+        }));
+        stop_relay = Some((stop, relay, dir));
+        let http = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while http
+            .get(format!("{url}/readyz"))
+            .send()
+            .await
+            .map_or(true, |r| r.status() != 200)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the relay never became ready"
+            );
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    let mut script = Script::start(browser_script("web-ofrep.mjs"), &[&url, &web.client]);
 
     let ready = script.expect("ready").await;
-    assert_ne!(
-        ready["pageOrigin"],
-        json!(server.url),
-        "the page is on another origin"
-    );
+    assert_ne!(ready["pageOrigin"], json!(url), "the page is on another origin");
     let v = &ready["values"];
     assert_eq!(
         (&v["newCheckout"]["value"], &v["newCheckout"]["reason"]),
@@ -357,6 +407,13 @@ async fn openfeature_web_sdk_with_the_ofrep_web_provider_in_chromium() {
     );
     assert_eq!(unchanged["values"]["betaUi"]["value"], true);
     script.finish().await;
+    if let Some((stop, relay, _dir)) = stop_relay {
+        let _ = stop.send(());
+        relay
+            .await
+            .expect("the relay task")
+            .expect("the relay stopped cleanly");
+    }
     server.stop().await;
 }
 
@@ -434,6 +491,29 @@ async fn flagstaff_js_in_chromium_live_fallback_cache_and_timeout() {
         .filter(|r| r["method"] == "POST" && r["status"] == 200)
         .count();
     assert!(posts >= 1, "the OFREP POST answered: {}", fallback["requests"]);
+
+    // Issue 18: a belt that never answers gives way to the suspenders within the timeout.
+    let slow = script.expect("slow-belt").await;
+    assert_eq!(slow["ok"], true, "{slow}");
+    assert_eq!(
+        (&slow["newCheckout"], &slow["betaUi"]),
+        (&json!(false), &json!(true))
+    );
+    assert!(
+        slow["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["method"] == "POST" && r["status"] == 200),
+        "{slow}"
+    );
+    // A stream that cannot be held: polling brings the change.
+    let polling = script.expect("polling").await;
+    assert_eq!(polling["maxItems"], json!(30));
+    web.toggle("max-items", false).await;
+    script.proceed();
+    let polled = script.expect("polled").await;
+    assert_ne!(polled["maxItems"], json!(30), "{polled}");
 
     script.expect("stop-server").await;
     server.stop().await;

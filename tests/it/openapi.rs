@@ -183,6 +183,14 @@ async fn every_documented_operation_is_routed() {
             Some(json!({"kind": "server", "name": "k"})),
         )
         .await;
+    let relay_key = app
+        .call(
+            "POST",
+            "/api/v1/projects/shop/keys",
+            Some(&admin),
+            Some(json!({"kind": "relay", "name": "r"})),
+        )
+        .await;
     let user = app
         .call(
             "POST",
@@ -200,6 +208,8 @@ async fn every_documented_operation_is_routed() {
         )
         .await;
     let ids = [
+        // Before "/keys/{id}", which it also ends with.
+        ("/projects/{project}/keys/{id}", relay_key.body["id"].to_string()),
         ("/keys/{id}", key.body["id"].to_string()),
         ("/users/{id}", user.body["id"].to_string()),
         ("/tokens/{id}", spare_token.body["id"].to_string()),

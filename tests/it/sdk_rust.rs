@@ -40,13 +40,13 @@ pub struct Server {
 }
 
 /// A port that was free a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local address").port()
 }
 
 /// `flagstaff` with a clean environment (no FLAGSTAFF_* from the machine running the tests).
-fn flagstaff(dir: &Path) -> Command {
+pub fn flagstaff(dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("FLAGSTAFF_") {

@@ -4,7 +4,9 @@
 // Steps: "ready" (values through the cacheable GET); the test toggles `beta-ui` on and
 // answers; "changed" (the live update); "identified" (identify() to another context and
 // back); "fallback" (with GET /client/v1 failing, values come
-// from the OFREP POST); "stop-server" — the test stops Flagstaff and answers; "cached" (a
+// from the OFREP POST); "slow-belt" (with GET /client/v1 never answering, the POST answers within
+// the timeout); "polling" (with the stream refused, the SDK polls: the test turns max-items off
+// and answers; "polled" once the page has the new value); "stop-server" — the test stops Flagstaff and answers; "cached" (a
 // reload shows the last values from localStorage); "down-defaults" (a context never seen:
 // defaults); "timeout" (a server that never answers: defaults once the timeout passed).
 
@@ -58,7 +60,11 @@ try {
     watchPage(page, label);
     if (intercept) {
       await page.setRequestInterception(true);
-      page.on('request', (r) => (intercept(r) ? r.abort() : r.continue()));
+      // 'hang': the request is never answered.
+      page.on('request', (r) => {
+        const what = intercept(r);
+        if (what !== 'hang') what ? r.abort() : r.continue();
+      });
     }
     page.on('response', (r) => {
       const u = r.url();
@@ -93,6 +99,42 @@ try {
   const fallback = await fallbackPage.evaluate(start, fromServer, url, key, { targetingKey: 'u-2' }, 10000);
   step('fallback', { ...fallback, requests: requests.filter((r) => r.page === 'fallback') });
   await fallbackPage.close();
+
+  // A belt that hangs: its own short budget passes and the suspenders answer, well before the
+  // overall timeout (without that budget this init would end in defaults).
+  const slowPage = await open('slow-belt', (r) => (r.url().includes('/client/v1/') ? 'hang' : false));
+  const slow = await slowPage.evaluate(
+    async (moduleUrl, url, key) => {
+      const flags = await import(moduleUrl);
+      const ok = await flags.init({ url, key, context: { targetingKey: 'u-2' }, timeout: 10000, beltTimeout: 300 });
+      return { ok, newCheckout: flags.isEnabled('new-checkout'), betaUi: flags.isEnabled('beta-ui') };
+    },
+    fromServer,
+    url,
+    key,
+  );
+  step('slow-belt', { ...slow, requests: requests.filter((r) => r.page === 'slow-belt') });
+  await slowPage.close();
+
+  // A stream that cannot be held (refused every time): the SDK polls instead.
+  const pollPage = await open('polling', (r) => r.url().includes('/ofrep/v1/stream'));
+  const before = await pollPage.evaluate(
+    async (moduleUrl, url, key) => {
+      window.flags = await import(moduleUrl);
+      await window.flags.init({ url, key, context: { targetingKey: 'u-poll' }, pollInterval: 300 });
+      return window.flags.get('max-items');
+    },
+    fromServer,
+    url,
+    key,
+  );
+  step('polling', { maxItems: before });
+  await reply(); // the test turned max-items off
+  await until('a poll to bring the change', () =>
+    pollPage.evaluate((before) => window.flags.get('max-items') !== before, before),
+  );
+  step('polled', { maxItems: await pollPage.evaluate(() => window.flags.get('max-items')) });
+  await pollPage.close();
 
   // 3. Flagstaff goes down: a reload starts from the values kept in localStorage.
   step('stop-server');

@@ -4,9 +4,9 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::http::auth::ServerKey;
+use crate::state::Serving;
 
 /// What a cache keys a bundle on: the coding and the credential (a CDN must never hand one
 /// environment's bundle to another key, or to no key).
@@ -15,7 +15,7 @@ const VARY: HeaderValue = HeaderValue::from_static("Accept-Encoding, Authorizati
 pub async fn bundle(
     key: ServerKey,
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<Serving>,
 ) -> Result<HttpResponse, ApiError> {
     let snapshot = state
         .snapshots

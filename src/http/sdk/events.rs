@@ -8,10 +8,10 @@ use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
 use serde_json::{Map, Value, json};
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::events::Count;
 use crate::http::auth::SdkKey;
+use crate::state::Serving;
 use crate::store::api_keys::KeyKind;
 
 /// Largest body accepted.
@@ -43,26 +43,9 @@ pub async fn events(
     key: SdkKey,
     req: HttpRequest,
     mut payload: web::Payload,
-    state: web::Data<AppState>,
+    state: web::Data<Serving>,
 ) -> Result<HttpResponse, ApiError> {
-    let too_large = || ApiError::PayloadTooLarge(format!("the body is larger than {MAX_BODY_BYTES} bytes"));
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(too_large());
-    }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(4096).min(MAX_BODY_BYTES));
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("the body could not be read: {e}"), None))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = read_body(&req, &mut payload).await?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}"), None))?;
     let batch = Batch::parse(&value)?;
@@ -110,6 +93,29 @@ pub async fn events(
         .events
         .record(key.environment_id, at, counts.into_iter().filter(|c| c.count > 0));
     Ok(HttpResponse::Accepted().json(json!({"accepted": accepted, "ignored": ignored.len()})))
+}
+
+/// The request's body, at most [`MAX_BODY_BYTES`] (413 beyond).
+pub(crate) async fn read_body(req: &HttpRequest, payload: &mut web::Payload) -> Result<BytesMut, ApiError> {
+    let too_large = || ApiError::PayloadTooLarge(format!("the body is larger than {MAX_BODY_BYTES} bytes"));
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(4096).min(MAX_BODY_BYTES));
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("the body could not be read: {e}"), None))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// A parsed batch. Flags and variants are not yet checked against the environment.

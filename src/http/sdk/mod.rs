@@ -4,6 +4,7 @@
 
 mod bundle;
 pub mod events;
+pub mod relay;
 mod stream;
 
 use actix_web::web::{self, ServiceConfig};

@@ -21,12 +21,12 @@ use futures_util::Stream;
 use serde::Serialize;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::http::auth::ServerKey;
 use crate::hub::Change;
 use crate::keys::Keys;
 use crate::snapshot::{Snapshot, Snapshots};
+use crate::state::Serving;
 
 /// The `retry:` hint: how long a client waits before reconnecting after the stream ends.
 const RETRY: Duration = Duration::from_secs(3);
@@ -34,7 +34,7 @@ const RETRY: Duration = Duration::from_secs(3);
 pub async fn stream(
     key: ServerKey,
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<Serving>,
 ) -> Result<HttpResponse, ApiError> {
     // Subscribe before reading the snapshot, so no change falls between the two.
     let receiver = state.hub.subscribe();
@@ -189,6 +189,7 @@ mod tests {
     use futures_util::future::poll_fn;
 
     use super::*;
+    use crate::AppState;
     use crate::config::Settings;
     use crate::hub::Change;
     use crate::store::{Changes, api_keys};
