@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod ops;
 pub mod password;
 pub mod retention;
+pub mod scheduler;
 pub mod server;
 pub mod snapshot;
 pub mod state;

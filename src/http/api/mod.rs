@@ -13,6 +13,8 @@ mod flags;
 mod keys;
 mod openapi;
 mod projects;
+mod promote;
+mod schedules;
 mod segments;
 mod tokens;
 mod transfer;
@@ -54,6 +56,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .configure(tokens::configure)
             .configure(keys::configure)
             .configure(openapi::configure)
+            // ── end ──
+            // ── scheduled changes, compare and promote (issue 16) ──
+            .configure(schedules::configure)
+            .configure(promote::configure)
             // ── end ──
             .default_service(web::to(no_such_endpoint))
             .wrap(from_fn(method_not_allowed)),
