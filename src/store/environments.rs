@@ -117,7 +117,12 @@ pub(crate) fn insert(tx: &Connection, project_id: i64, info: &EnvironmentInfo) -
     Ok(tx.last_insert_rowid())
 }
 
-pub(crate) fn rename(tx: &Connection, environment_id: i64, name: &str, requires_confirmation: bool) -> Result<()> {
+pub(crate) fn rename(
+    tx: &Connection,
+    environment_id: i64,
+    name: &str,
+    requires_confirmation: bool,
+) -> Result<()> {
     tx.prepare_cached(
         "UPDATE environments SET name = ?2, requires_confirmation = ?3, updated_at = ?4 WHERE id = ?1",
     )?

@@ -53,16 +53,13 @@ pub fn changes_structure(conn: &Connection, doc: &Document) -> Result<bool> {
         return Ok(true);
     }
     let stored = environments::list_in(conn, head.id)?;
-    Ok(doc
-        .environments
-        .iter()
-        .any(|env| {
-            !stored.iter().any(|s| {
-                s.key == env.key
-                    && s.name == env.name
-                    && s.requires_confirmation == environments::confirmation_of(env)
-            })
-        }))
+    Ok(doc.environments.iter().any(|env| {
+        !stored.iter().any(|s| {
+            s.key == env.key
+                && s.name == env.name
+                && s.requires_confirmation == environments::confirmation_of(env)
+        })
+    }))
 }
 
 /// Imports `doc`. Unless `structure_allowed`, refuses (409) a document that would create or

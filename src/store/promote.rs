@@ -146,7 +146,10 @@ pub fn promote(
         ));
     }
     if promotion.flags.is_empty() {
-        return Err(StoreError::bad_request("name at least one flag to promote", Some("flags")));
+        return Err(StoreError::bad_request(
+            "name at least one flag to promote",
+            Some("flags"),
+        ));
     }
     for key in promotion.expect_versions.keys() {
         if !promotion.flags.contains(key) {
@@ -167,25 +170,33 @@ pub fn promote(
             ));
         };
         if promoted.contains_key(key) {
-            return Err(StoreError::bad_request(format!("flag {key:?} is named twice"), Some(&path)));
+            return Err(StoreError::bad_request(
+                format!("flag {key:?} is named twice"),
+                Some(&path),
+            ));
         }
         let state = flags::stored_state(tx, row.id, source.id)?;
         let expected = promotion.expect_versions.get(key).copied();
-        let (after, changed) = flags::replace_state(tx, actor, "promote", &head, key, &target, state, expected)
-            .map_err(|e| match e {
-                StoreError::Invalid(errors) => {
-                    let message = errors
-                        .iter()
-                        .map(|e| format!("{}: {}", e.path, e.message))
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    StoreError::bad_request(
-                        format!("{key:?} cannot have its {from} state in {to}: {message}", from = source.key),
-                        Some(&path),
-                    )
-                }
-                other => other,
-            })?;
+        let (after, changed) = flags::replace_state(
+            tx, actor, "promote", &head, key, &target, state, expected,
+        )
+        .map_err(|e| match e {
+            StoreError::Invalid(errors) => {
+                let message = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.path, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                StoreError::bad_request(
+                    format!(
+                        "{key:?} cannot have its {from} state in {to}: {message}",
+                        from = source.key
+                    ),
+                    Some(&path),
+                )
+            }
+            other => other,
+        })?;
         changes.merge(changed);
         promoted.insert(key.clone(), after);
     }

@@ -23,6 +23,10 @@ use super::{Changes, Result, StoreError, now_ms};
 /// How many applied, failed or cancelled schedules a listing shows after the pending ones.
 pub const RECENT: u32 = 20;
 
+/// How far in the past a new schedule's time may be (clocks differ a little): older is a 400,
+/// most likely a time zone mistake.
+pub const PAST_TOLERANCE_MS: i64 = 60_000;
+
 /// What `POST …/schedules` takes.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,8 +77,8 @@ pub enum Applied {
 
 /// Parses RFC 3339 into Unix ms; a 400 naming `path` otherwise.
 pub fn parse_at(text: &str, path: &str) -> Result<i64> {
-    let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| {
+    let parsed =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(|e| {
             StoreError::bad_request(
                 format!("{path} must be an RFC 3339 time such as 2027-01-31T09:00:00Z, not {text:?} ({e})"),
                 Some(path),
@@ -106,7 +110,14 @@ pub fn parse_patch(patch: &Value, path: &str) -> Result<StatePatch> {
 
 /// Applies `patch` to the flag's state inside a savepoint and rolls it back: the errors it
 /// would meet now, with paths under `path` (`patch.rules[0].clauses[1].op`).
-fn dry_run(tx: &Connection, head: &ProjectHead, flag: &str, env: &str, patch: StatePatch, path: &str) -> Result<()> {
+fn dry_run(
+    tx: &Connection,
+    head: &ProjectHead,
+    flag: &str,
+    env: &str,
+    patch: StatePatch,
+    path: &str,
+) -> Result<()> {
     tx.execute_batch("SAVEPOINT schedule_check")?;
     let outcome = flags::patch_state(tx, &Actor::cli(), &head.key, flag, env, patch, None);
     tx.execute_batch("ROLLBACK TO schedule_check; RELEASE schedule_check")?;
@@ -117,7 +128,10 @@ fn dry_run(tx: &Connection, head: &ProjectHead, flag: &str, env: &str, patch: St
             let at = |p: &str| -> String {
                 if p.is_empty() {
                     path.to_owned()
-                } else if p.starts_with("flags[") || p.starts_with("segments[") || p.starts_with("environments[") {
+                } else if p.starts_with("flags[")
+                    || p.starts_with("segments[")
+                    || p.starts_with("environments[")
+                {
                     p.to_owned()
                 } else {
                     format!("{path}.{p}")
@@ -159,7 +173,8 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Schedule, String)> {
     ))
 }
 
-const SELECT: &str = "SELECT s.id, f.key, e.key, s.at, s.patch, s.created_by, s.created_at, s.status, s.done_at,
+const SELECT: &str =
+    "SELECT s.id, f.key, e.key, s.at, s.patch, s.created_by, s.created_at, s.status, s.done_at,
         s.error, s.version
    FROM schedules s JOIN flags f ON f.id = s.flag_id JOIN environments e ON e.id = s.environment_id";
 
@@ -258,9 +273,26 @@ pub fn create(
         .ok_or_else(|| StoreError::not_found(format!("flag {flag:?} in project {project:?}")))?;
     let environment = environments::in_project(tx, &head, env)?;
     let at = parse_at(&new.at, "at")?;
+    if at < now_ms() - PAST_TOLERANCE_MS {
+        return Err(StoreError::bad_request(
+            format!(
+                "at ({}) is in the past: a scheduled change needs a time to come",
+                new.at
+            ),
+            Some("at"),
+        ));
+    }
     let patch = parse_patch(&new.patch, "patch")?;
     dry_run(tx, &head, flag, env, patch, "patch")?;
-    let id = insert(tx, row.id, &environment, at, &new.patch, &actor.name, actor.user_id)?;
+    let id = insert(
+        tx,
+        row.id,
+        &environment,
+        at,
+        &new.patch,
+        &actor.name,
+        actor.user_id,
+    )?;
     let schedule = one(tx, id)?;
     audit::record(
         tx,
@@ -322,8 +354,8 @@ pub fn next_due(conn: &Connection) -> Result<Option<i64>> {
 
 /// The pending schedules due at `now`, in time order.
 pub fn due(conn: &Connection, now: i64) -> Result<Vec<i64>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id FROM schedules WHERE status = 'pending' AND at <= ?1 ORDER BY at, id")?;
+    let mut stmt = conn
+        .prepare_cached("SELECT id FROM schedules WHERE status = 'pending' AND at <= ?1 ORDER BY at, id")?;
     Ok(stmt
         .query_map([now], |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<i64>>>()?)
@@ -339,7 +371,11 @@ pub fn apply(tx: &Connection, id: i64) -> Result<(Applied, Changes)> {
              RETURNING created_by, created_by_user_id, patch",
         )?
         .query_row(params![id, now], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, String>(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<i64>>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })
         .optional()?;
     let Some((author, author_id, patch)) = claimed else {
@@ -444,7 +480,10 @@ pub fn check_document(doc: &Document, would: &Document) -> Result<()> {
         }
         if !would.environments.iter().any(|e| e.key == s.environment) {
             return Err(StoreError::bad_request(
-                format!("{path}.environment: no environment {:?} in the project", s.environment),
+                format!(
+                    "{path}.environment: no environment {:?} in the project",
+                    s.environment
+                ),
                 Some(&format!("{path}.environment")),
             ));
         }
