@@ -766,3 +766,203 @@ async fn two_processes_on_one_data_dir_never_apply_a_schedule_twice() {
         }
     }
 }
+
+// ── compare and promote ───────────────────────────────────────────────────────────────────
+
+#[actix_web::test]
+async fn compare_then_promote_copies_states_in_one_audited_change_and_a_stale_promote_is_412() {
+    let app = TestApp::new();
+    let admin = shop(&app).await;
+    let editor = app.token(Role::Editor);
+    let state = |env: &str, flag: &str| format!("/api/v1/projects/shop/flags/{flag}/environments/{env}");
+    let staged = json!({"enabled": true,
+        "targets": [{"variation": "b", "values": ["Doe, Jane", "u\t\"2\"", "<script>"]}],
+        "rules": [{"id": "r1", "clauses": [{"attribute": "email", "op": "ends_with", "values": ["@acme.com"]}],
+                   "serve": {"variation": "c"}}],
+        "fallthrough": {"variation": "b"}});
+    let patched = app
+        .call(
+            "PATCH",
+            &state("staging", "banner"),
+            Some(&editor),
+            Some(staged.clone()),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    let patched = app
+        .call(
+            "PATCH",
+            &state("staging", "new-checkout"),
+            Some(&editor),
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK);
+
+    let compared = app
+        .call(
+            "GET",
+            "/api/v1/projects/shop/environments/staging/compare/production",
+            Some(&editor),
+            None,
+        )
+        .await;
+    assert_eq!(compared.status, StatusCode::OK, "{}", compared.body);
+    let flags = compared.body["flags"].as_array().unwrap();
+    let banner = flags.iter().find(|f| f["key"] == "banner").unwrap();
+    assert_eq!(banner["equal"], false);
+    assert_eq!(
+        banner["differences"],
+        json!(["enabled", "targets", "rules", "fallthrough"])
+    );
+    assert_eq!(banner["name"], HOSTILE);
+    assert_eq!(banner["from"]["version"], 1);
+    assert_eq!(banner["to"]["version"], 0);
+
+    // A stale expectation is refused whole: nothing changes, in either flag.
+    let audit_before = audit_rows(&app).len();
+    let stale = app
+        .call(
+            "POST",
+            "/api/v1/projects/shop/environments/production/promote",
+            Some(&editor),
+            Some(json!({"from": "staging", "flags": ["new-checkout", "banner"],
+                        "expect_versions": {"new-checkout": 0, "banner": 7}})),
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED, "{}", stale.body);
+    assert_eq!(audit_rows(&app).len(), audit_before);
+    let production = app
+        .call("GET", &state("production", "new-checkout"), Some(&editor), None)
+        .await;
+    assert_eq!(
+        production.body["version"], 0,
+        "the first flag was rolled back too"
+    );
+
+    // Mistakes are 400s naming the field.
+    for (body, path) in [
+        (json!({"from": "nowhere", "flags": ["banner"]}), "from"),
+        (json!({"from": "production", "flags": ["banner"]}), "from"),
+        (json!({"from": "staging", "flags": []}), "flags"),
+        (
+            json!({"from": "staging", "flags": ["banner", "missing"]}),
+            "flags[1]",
+        ),
+        (
+            json!({"from": "staging", "flags": ["banner"], "expect_versions": {"other": 1}}),
+            "expect_versions.other",
+        ),
+    ] {
+        let reply = app
+            .call(
+                "POST",
+                "/api/v1/projects/shop/environments/production/promote",
+                Some(&editor),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}: {}", reply.body);
+        assert_eq!(reply.body["error"]["path"], path, "{body}");
+    }
+    let viewer = app.token(Role::Viewer);
+    let forbidden = app
+        .call(
+            "POST",
+            "/api/v1/projects/shop/environments/production/promote",
+            Some(&viewer),
+            Some(json!({"from": "staging", "flags": ["banner"]})),
+        )
+        .await;
+    assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+
+    // The promotion as compared: both flags, one audited entry each, one revision.
+    let revision_before = app.state.snapshots.find("shop", "production").unwrap().revision;
+    let promoted = app
+        .call(
+            "POST",
+            "/api/v1/projects/shop/environments/production/promote",
+            Some(&editor),
+            Some(json!({"from": "staging", "flags": ["banner", "new-checkout"],
+                        "expect_versions": {"banner": 0, "new-checkout": 0}})),
+        )
+        .await;
+    assert_eq!(promoted.status, StatusCode::OK, "{}", promoted.body);
+    assert_eq!(promoted.body["flags"]["banner"]["version"], 1);
+    let production = app
+        .call("GET", &state("production", "banner"), Some(&editor), None)
+        .await;
+    for field in ["enabled", "targets", "rules", "fallthrough"] {
+        assert_eq!(production.body[field], staged[field], "{field}");
+    }
+    let audit = audit_rows(&app);
+    let promotes: Vec<_> = audit[audit_before..]
+        .iter()
+        .filter(|r| r.2 == "promote")
+        .collect();
+    assert_eq!(promotes.len(), 2, "{audit:?}");
+    assert_eq!(
+        app.state.snapshots.find("shop", "production").unwrap().revision,
+        revision_before + 1,
+        "announced once"
+    );
+    let compared = app
+        .call(
+            "GET",
+            "/api/v1/projects/shop/environments/staging/compare/production",
+            Some(&editor),
+            None,
+        )
+        .await;
+    assert!(
+        compared.body["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["equal"] == true),
+        "{}",
+        compared.body
+    );
+}
+
+#[actix_web::test]
+async fn a_promotion_the_target_cannot_have_is_a_400_and_changes_nothing() {
+    let app = TestApp::new();
+    shop(&app).await;
+    let editor = app.token(Role::Editor);
+    let state = |env: &str, flag: &str| format!("/api/v1/projects/shop/flags/{flag}/environments/{env}");
+    // staging: banner needs new-checkout; production: new-checkout needs banner. Promoting
+    // banner alone would make a prerequisite cycle in production.
+    let a = app
+        .call(
+            "PATCH",
+            &state("staging", "banner"),
+            Some(&editor),
+            Some(json!({"prerequisites": [{"flag": "new-checkout", "variations": ["on"]}]})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let b = app
+        .call(
+            "PATCH",
+            &state("production", "new-checkout"),
+            Some(&editor),
+            Some(json!({"prerequisites": [{"flag": "banner", "variations": ["a"]}]})),
+        )
+        .await;
+    assert_eq!(b.status, StatusCode::OK, "{}", b.body);
+    let refused = app
+        .call(
+            "POST",
+            "/api/v1/projects/shop/environments/production/promote",
+            Some(&editor),
+            Some(json!({"from": "staging", "flags": ["banner"]})),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert_eq!(refused.body["error"]["path"], "flags[0]");
+    let production = app
+        .call("GET", &state("production", "banner"), Some(&editor), None)
+        .await;
+    assert_eq!(production.body["version"], 0);
+}
