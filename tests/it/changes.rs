@@ -772,7 +772,7 @@ async fn two_processes_on_one_data_dir_never_apply_a_schedule_twice() {
 #[actix_web::test]
 async fn compare_then_promote_copies_states_in_one_audited_change_and_a_stale_promote_is_412() {
     let app = TestApp::new();
-    let admin = shop(&app).await;
+    shop(&app).await;
     let editor = app.token(Role::Editor);
     let state = |env: &str, flag: &str| format!("/api/v1/projects/shop/flags/{flag}/environments/{env}");
     let staged = json!({"enabled": true,
@@ -965,4 +965,171 @@ async fn a_promotion_the_target_cannot_have_is_a_400_and_changes_nothing() {
         .call("GET", &state("production", "banner"), Some(&editor), None)
         .await;
     assert_eq!(production.body["version"], 0);
+}
+
+// ── the pages ─────────────────────────────────────────────────────────────────────────────
+
+#[actix_web::test]
+async fn the_flag_page_lists_adds_and_cancels_schedules_and_the_compare_page_promotes() {
+    let app = TestApp::new();
+    let token = shop(&app).await;
+    let editor = user(&app, "ed@example.com", Role::Editor);
+    let viewer = user(&app, "vi@example.com", Role::Viewer);
+    let mut ed = Agent::signed_in(&app, &editor).await;
+    let flag_page = "/projects/shop/flags/new-checkout?env=production";
+    let page = ed.get(flag_page).await;
+    assert!(
+        page.body.contains("Scheduled changes in Production"),
+        "{}",
+        page.body
+    );
+    let csrf = page.csrf();
+    // Without script the time is read as UTC.
+    let added = ed
+        .post(
+            "/projects/shop/flags/new-checkout/environments/production/schedules",
+            &[
+                ("csrf", &csrf),
+                ("change", "rollout"),
+                ("percent", "25"),
+                ("at_local", "2031-02-03T04:05"),
+            ],
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+    let list = app
+        .call(
+            "GET",
+            "/api/v1/projects/shop/flags/new-checkout/environments/production/schedules",
+            Some(&token),
+            None,
+        )
+        .await;
+    let s = &list.body["schedules"][0];
+    assert_eq!(s["at"], "2031-02-03T04:05:00.000Z");
+    assert_eq!(
+        s["patch"],
+        json!({"fallthrough": {"rollout": {"variations": [{"variation": "on", "weight": 25000}, {"variation": "off", "weight": 75000}]}}})
+    );
+    assert_eq!(s["created_by"], "ed@example.com");
+    // Our script sends the browser's time as UTC in `at`; any state is JSON.
+    let added = ed
+        .post(
+            "/projects/shop/flags/new-checkout/environments/production/schedules",
+            &[
+                ("csrf", &csrf),
+                ("change", "json"),
+                (
+                    "patch",
+                    r#"{"enabled": true, "targets": [{"variation": "on", "values": ["<script>", "a,b"]}]}"#,
+                ),
+                ("at", "2031-01-01T00:00:00.000Z"),
+                ("at_local", "2031-01-01T01:00"),
+            ],
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+    let bad = ed
+        .post(
+            "/projects/shop/flags/new-checkout/environments/production/schedules",
+            &[
+                ("csrf", &csrf),
+                ("change", "json"),
+                ("patch", r#"{"fallthrough": {"variation": "nope"}}"#),
+                ("at_local", "2031-01-01T01:00"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        bad.status,
+        StatusCode::BAD_REQUEST,
+        "a patch that does not apply is refused"
+    );
+    let page = ed.get(flag_page).await;
+    assert!(
+        page.body.contains("datetime=\"2031-01-01T00:00:00.000Z\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("2031-02-03 04:05 UTC"));
+    assert!(page.body.contains("Set the rollout to on 25%, off 75%"));
+    assert!(
+        page.body.contains("&#60;script&#62;") && !page.body.contains("\"<script>\""),
+        "escaped: {}",
+        page.body
+            .split("id=\"schedules-title\"")
+            .nth(1)
+            .unwrap_or_default()
+    );
+    let pending = app
+        .call(
+            "GET",
+            "/api/v1/projects/shop/flags/new-checkout/environments/production/schedules",
+            Some(&token),
+            None,
+        )
+        .await;
+    let first_id = pending.body["schedules"][0]["id"].as_i64().unwrap();
+    let cancelled = ed
+        .post(
+            &format!("/projects/shop/flags/new-checkout/environments/production/schedules/{first_id}/cancel"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::SEE_OTHER);
+    assert_eq!(schedule_count(&app), 2);
+    let mut vi = Agent::signed_in(&app, &viewer).await;
+    let seen = vi.get(flag_page).await;
+    assert!(
+        seen.body.contains("cancelled") && !seen.body.contains("js-schedule"),
+        "a viewer sees, without forms"
+    );
+
+    // Compare staging with production, then promote what differs.
+    let patched = app
+        .call(
+            "PATCH",
+            "/api/v1/projects/shop/flags/banner/environments/staging",
+            Some(&token),
+            Some(json!({"enabled": true, "fallthrough": {"variation": "c"}})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK);
+    let compare = ed.get("/projects/shop/compare?from=staging&to=production").await;
+    assert_eq!(compare.status, StatusCode::OK, "{}", compare.body);
+    assert!(
+        compare
+            .body
+            .contains("1 of 2 flags differ between Staging and Production"),
+        "{}",
+        compare.body
+    );
+    assert!(compare.body.contains("enabled, fallthrough"));
+    assert!(
+        compare.body.contains("Banner, &#34;quoted&#34;")
+            || compare.body.contains("Banner, &quot;quoted&quot;"),
+        "escaped name"
+    );
+    let csrf = compare.csrf();
+    let promote = |version: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("from", "staging".to_owned()),
+            ("to", "production".to_owned()),
+            ("flag", "banner".to_owned()),
+            ("version.banner", version.to_owned()),
+        ]
+    };
+    let fields = promote("5");
+    let borrowed: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let stale = ed.post("/projects/shop/promote", &borrowed).await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+    let fields = promote("0");
+    let borrowed: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let done = ed.post("/projects/shop/promote", &borrowed).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let compare = ed.get("/projects/shop/compare?from=staging&to=production").await;
+    assert!(compare.body.contains("0 of 2 flags differ"), "{}", compare.body);
+    let forbidden = vi.post("/projects/shop/promote", &borrowed).await;
+    assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
 }
