@@ -317,10 +317,22 @@ pub fn cancel(
     id: i64,
 ) -> Result<(Schedule, Changes)> {
     let head = projects::head(tx, project)?;
-    let before = one(tx, id)
-        .ok()
-        .filter(|s| s.flag == flag && s.environment == env && flag_in(tx, &head, flag).unwrap_or(false))
-        .ok_or_else(|| StoreError::not_found(format!("schedule {id} of flag {flag:?} in {env:?}")))?;
+    let gone = || StoreError::not_found(format!("schedule {id} of flag {flag:?} in {env:?}"));
+    let before = match one(tx, id) {
+        Ok(s) => s,
+        Err(StoreError::NotFound { .. }) => return Err(gone()),
+        Err(e) => return Err(e),
+    };
+    // Its flag must be this project's (keys repeat across projects).
+    let ours = flags::row(tx, head.id, flag)?.is_some_and(|row| {
+        tx.query_row("SELECT flag_id FROM schedules WHERE id = ?1", [id], |r| {
+            r.get::<_, i64>(0)
+        })
+        .is_ok_and(|flag_id| flag_id == row.id)
+    });
+    if before.flag != flag || before.environment != env || !ours {
+        return Err(gone());
+    }
     if before.status != "pending" {
         return Err(StoreError::conflict(format!(
             "schedule {id} is {} and can no longer be cancelled",
@@ -339,10 +351,6 @@ pub fn cancel(
         Some(&serde_json::to_value(&after)?),
     )?;
     Ok((after, Changes::default()))
-}
-
-fn flag_in(conn: &Connection, head: &ProjectHead, flag: &str) -> Result<bool> {
-    Ok(flags::row(conn, head.id, flag)?.is_some())
 }
 
 /// The time of the next pending schedule, if any (Unix ms).
