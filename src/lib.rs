@@ -15,6 +15,7 @@ pub mod ops;
 pub mod password;
 pub mod relay;
 pub mod retention;
+pub mod scheduler;
 pub mod server;
 pub mod snapshot;
 pub mod state;

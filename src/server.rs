@@ -50,6 +50,7 @@ pub async fn serve(
     let watcher = actix_web::rt::spawn(follow_other_processes(state.clone()));
     let upkeep = crate::retention::spawn(state.clone());
     let webhooks = crate::webhooks::deliver::spawn(state.clone());
+    let scheduler = crate::scheduler::spawn(state.clone());
     let app_state = state.clone();
     let server = actix_web::HttpServer::new(move || build_app(app_state.clone()))
         // Signals are handled below, so that streams end before the server waits for them.
@@ -92,6 +93,7 @@ pub async fn serve(
     watcher.abort();
     upkeep.abort();
     webhooks.abort();
+    scheduler.abort();
     flusher.shutdown().await;
     let store = state.store.clone();
     crate::store::run_blocking(move || {

@@ -60,9 +60,11 @@ impl Snapshot {
             environments: vec![EnvironmentInfo {
                 key: served.head.key.clone(),
                 name: String::new(),
+                requires_confirmation: None,
             }],
             segments: served.segments.clone(),
             flags: served.flags.clone(),
+            schedules: Vec::new(),
         };
         let engine = CompiledEnvironment::compile(&doc, &served.head.key);
         let mut fragments = BTreeMap::new();

@@ -38,6 +38,8 @@ pub struct AppState {
     pub events: Arc<crate::events::Events>,
     /// Password attempts in flight and recently failed, and the password hashing slots.
     pub sign_in: Arc<crate::throttle::SignInGuard>,
+    /// Wakes the applier of scheduled changes (`crate::scheduler`) when one is added.
+    pub scheduled: Arc<tokio::sync::Notify>,
     /// The writer's `PRAGMA data_version` when this process last caught up: it changes only
     /// when another process (the command line) commits to the database.
     seen_data_version: Arc<AtomicI64>,
@@ -62,6 +64,7 @@ impl AppState {
             settings: Arc::new(settings),
             events: Arc::default(),
             sign_in: Arc::default(),
+            scheduled: Arc::default(),
             seen_data_version: Arc::new(AtomicI64::new(data_version)),
             refreshed_group: Arc::default(),
         })

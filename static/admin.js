@@ -159,7 +159,28 @@
     if (attribute) attribute.disabled = select.value === "in_segment";
   }
 
+  // Scheduled changes: the time picked in the browser's time zone is sent as UTC.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (event.defaultPrevented || !form.matches("form.js-schedule")) return;
+    var local = form.querySelector("input[name=at_local]");
+    var at = form.querySelector("input[name=at]");
+    var when = local && local.value ? new Date(local.value) : null;
+    if (at && when && !isNaN(when.getTime())) at.value = when.toISOString();
+  });
+
+  // Times stored in UTC, shown in the browser's time zone.
+  function localTimes() {
+    document.querySelectorAll("time.js-local-time").forEach(function (el) {
+      var when = new Date(el.getAttribute("datetime"));
+      if (isNaN(when.getTime())) return;
+      el.textContent = when.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+      el.title = el.getAttribute("datetime");
+    });
+  }
+
   function init() {
+    localTimes();
     document.querySelectorAll("[data-json]").forEach(checkJson);
     document.querySelectorAll("select[data-rollout-box]").forEach(refreshServe);
     document.querySelectorAll("select[data-op]").forEach(refreshOp);

@@ -24,6 +24,24 @@ pub struct Document {
     pub segments: Vec<Segment>,
     #[serde(default)]
     pub flags: Vec<Flag>,
+    /// Changes scheduled for later (DESIGN.md §9), in time order; only pending ones are exported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduledChange>,
+}
+
+/// A change of one flag's state in one environment, scheduled for a moment (DESIGN.md §9).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduledChange {
+    pub flag: String,
+    pub environment: String,
+    /// RFC 3339; exported in UTC.
+    pub at: String,
+    /// Any subset of the environment state, as a `PATCH` of the state takes it.
+    pub patch: Value,
+    /// Who scheduled it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub created_by: String,
 }
 
 /// What an SDK downloads: one environment's flags (each carrying only that environment's
@@ -57,6 +75,9 @@ pub struct EnvironmentInfo {
     pub key: String,
     #[serde(default)]
     pub name: String,
+    /// Whether the admin pages ask before changing it. Left out: true for `production` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_confirmation: Option<bool>,
 }
 
 /// A set of contexts shared by the environments of a project.

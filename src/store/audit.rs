@@ -369,7 +369,7 @@ fn entry_from_row(r: &rusqlite::Row<'_>) -> Result<AuditEntry> {
 }
 
 /// Unix milliseconds as RFC 3339 (UTC, milliseconds).
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );

@@ -18,17 +18,46 @@ pub struct Environment {
     pub name: String,
     /// Grows with every change of what this environment serves.
     pub revision: u64,
+    /// Whether the admin pages ask before changing it (DESIGN.md §9).
+    pub requires_confirmation: bool,
 }
 
-/// What an environment's `PUT` may change: its name. The key, if sent, must be the
-/// environment's.
+/// What an environment's `PUT` may change: its name and whether changes ask for a
+/// confirmation (left out: unchanged). The key, if sent, must be the environment's.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentUpdate {
     #[serde(default)]
     pub key: Option<String>,
     pub name: String,
+    #[serde(default)]
+    pub requires_confirmation: Option<bool>,
 }
+
+/// Whether an environment asks for a confirmation when neither its creator nor a document says:
+/// `production` does, others do not.
+pub fn default_confirmation(key: &str) -> bool {
+    key == "production"
+}
+
+/// The document's form of an environment: `requires_confirmation` only when it is not the
+/// default for its key (so documents without it export to the same bytes).
+pub fn info(env: &Environment) -> EnvironmentInfo {
+    EnvironmentInfo {
+        key: env.key.clone(),
+        name: env.name.clone(),
+        requires_confirmation: (env.requires_confirmation != default_confirmation(&env.key))
+            .then_some(env.requires_confirmation),
+    }
+}
+
+/// What a document's environment asks for.
+pub fn confirmation_of(info: &EnvironmentInfo) -> bool {
+    info.requires_confirmation
+        .unwrap_or_else(|| default_confirmation(&info.key))
+}
+
+const COLUMNS: &str = "id, key, name, revision, requires_confirmation";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Environment> {
     Ok(Environment {
@@ -36,14 +65,15 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Environment> {
         key: r.get(1)?,
         name: r.get(2)?,
         revision: r.get::<_, i64>(3)? as u64,
+        requires_confirmation: r.get(4)?,
     })
 }
 
 /// A project's environments, in order.
 pub fn list_in(conn: &Connection, project_id: i64) -> Result<Vec<Environment>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, key, name, revision FROM environments WHERE project_id = ?1 ORDER BY position, id",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM environments WHERE project_id = ?1 ORDER BY position, id"
+    ))?;
     let list = stmt
         .query_map([project_id], from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -58,9 +88,9 @@ pub fn list(conn: &Connection, project: &str) -> Result<Vec<Environment>> {
 
 /// The environment `key` of a project, if any.
 pub fn find(conn: &Connection, project_id: i64, key: &str) -> Result<Option<Environment>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, key, name, revision FROM environments WHERE project_id = ?1 AND key = ?2",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM environments WHERE project_id = ?1 AND key = ?2"
+    ))?;
     Ok(stmt.query_row(params![project_id, key], from_row).optional()?)
 }
 
@@ -80,16 +110,23 @@ pub fn get(conn: &Connection, project: &str, key: &str) -> Result<Environment> {
 pub(crate) fn insert(tx: &Connection, project_id: i64, info: &EnvironmentInfo) -> Result<i64> {
     let now = now_ms();
     tx.prepare_cached(
-        "INSERT INTO environments (project_id, key, name, position, created_at, updated_at)
-         VALUES (?1, ?2, ?3, (SELECT coalesce(max(position), -1) + 1 FROM environments WHERE project_id = ?1), ?4, ?4)",
+        "INSERT INTO environments (project_id, key, name, position, created_at, updated_at, requires_confirmation)
+         VALUES (?1, ?2, ?3, (SELECT coalesce(max(position), -1) + 1 FROM environments WHERE project_id = ?1), ?4, ?4, ?5)",
     )?
-    .execute(params![project_id, info.key, info.name, now])?;
+    .execute(params![project_id, info.key, info.name, now, confirmation_of(info)])?;
     Ok(tx.last_insert_rowid())
 }
 
-pub(crate) fn rename(tx: &Connection, environment_id: i64, name: &str) -> Result<()> {
-    tx.prepare_cached("UPDATE environments SET name = ?2, updated_at = ?3 WHERE id = ?1")?
-        .execute(params![environment_id, name, now_ms()])?;
+pub(crate) fn rename(
+    tx: &Connection,
+    environment_id: i64,
+    name: &str,
+    requires_confirmation: bool,
+) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE environments SET name = ?2, requires_confirmation = ?3, updated_at = ?4 WHERE id = ?1",
+    )?
+    .execute(params![environment_id, name, requires_confirmation, now_ms()])?;
     Ok(())
 }
 
@@ -116,6 +153,7 @@ pub fn create(
     changes.environment(id);
     let env = Environment {
         id,
+        requires_confirmation: confirmation_of(&info),
         key: info.key,
         name: info.name,
         revision: 0,
@@ -137,7 +175,7 @@ pub fn create(
     Ok((env, changes))
 }
 
-/// Renames an environment. Its key cannot change.
+/// Renames an environment or changes whether it asks for a confirmation. Its key cannot change.
 pub fn update(
     tx: &Connection,
     actor: &Actor,
@@ -155,12 +193,16 @@ pub fn update(
             Some("key"),
         ));
     }
-    if before.name == update.name {
+    let requires_confirmation = update
+        .requires_confirmation
+        .unwrap_or(before.requires_confirmation);
+    if before.name == update.name && before.requires_confirmation == requires_confirmation {
         return Ok((before, Changes::default()));
     }
-    rename(tx, before.id, &update.name)?;
+    rename(tx, before.id, &update.name, requires_confirmation)?;
     let after = Environment {
         name: update.name,
+        requires_confirmation,
         ..before.clone()
     };
     let entity = Entity {
@@ -177,7 +219,8 @@ pub fn update(
         Some(&serde_json::to_value(&before)?),
         Some(&serde_json::to_value(&after)?),
     )?;
-    // The name is not part of what the environment serves: no revision to bump.
+    // Neither the name nor the confirmation is part of what the environment serves: no revision
+    // to bump.
     Ok((after, Changes::default()))
 }
 

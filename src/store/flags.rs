@@ -462,6 +462,34 @@ pub fn patch_state(
     set_state(tx, actor, "update", &head, &row, &env, current, new)
 }
 
+/// Sets a flag's whole state in one environment to `new` (its version ignored), audited with
+/// `action` (`promote`). With `expected`, refuses (412) unless it is the current version.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn replace_state(
+    tx: &Connection,
+    actor: &Actor,
+    action: &str,
+    head: &ProjectHead,
+    key: &str,
+    env: &Environment,
+    new: FlagEnvState,
+    expected: Option<u64>,
+) -> Result<(FlagEnvState, Changes)> {
+    let row = existing(tx, head, key)?;
+    let current = stored_state(tx, row.id, env.id)?;
+    let version = current.version.unwrap_or(0);
+    if let Some(expected) = expected
+        && expected != version
+    {
+        return Err(StoreError::Stale {
+            expected,
+            current: version,
+        });
+    }
+    let new = FlagEnvState { version: None, ..new };
+    set_state(tx, actor, action, head, &row, env, current, new)
+}
+
 /// Validates `new` as the state of `row`'s flag in `env`, with errors as the caller sent it.
 ///
 /// The stored project is valid (every change was validated as the whole would-be project), so
@@ -611,9 +639,11 @@ fn reduced_document(
         environments: vec![EnvironmentInfo {
             key: env.key.clone(),
             name: env.name.clone(),
+            requires_confirmation: None,
         }],
         segments,
         flags,
+        schedules: Vec::new(),
     })
 }
 

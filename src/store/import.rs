@@ -36,7 +36,7 @@ pub struct ImportReport {
 /// One created or updated part of a project.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Changed {
-    /// `project`, `environment`, `segment` or `flag`.
+    /// `project`, `environment`, `segment`, `flag` or `schedule` (a flag's key).
     pub kind: &'static str,
     pub key: String,
     /// `create` or `update`.
@@ -53,10 +53,13 @@ pub fn changes_structure(conn: &Connection, doc: &Document) -> Result<bool> {
         return Ok(true);
     }
     let stored = environments::list_in(conn, head.id)?;
-    Ok(doc
-        .environments
-        .iter()
-        .any(|env| !stored.iter().any(|s| s.key == env.key && s.name == env.name)))
+    Ok(doc.environments.iter().any(|env| {
+        !stored.iter().any(|s| {
+            s.key == env.key
+                && s.name == env.name
+                && s.requires_confirmation == environments::confirmation_of(env)
+        })
+    }))
 }
 
 /// Imports `doc`. Unless `structure_allowed`, refuses (409) a document that would create or
@@ -110,6 +113,7 @@ pub fn import(
             flags: doc.flags.len(),
         },
     )?;
+    super::schedules::check_document(doc, &would)?;
     if !structure_allowed && changes_structure(tx, doc)? {
         return Err(StoreError::conflict(
             "the project or its environments changed while importing; importing now would create or rename \
@@ -166,15 +170,21 @@ pub fn import(
             None => {
                 let id = environments::insert(tx, head.id, info)?;
                 changes.environment(id);
-                let after = json!({"key": info.key, "name": info.name, "revision": 0});
+                let after = json!({"key": info.key, "name": info.name, "revision": 0,
+                                   "requires_confirmation": environments::confirmation_of(info)});
                 audit::record(tx, actor, "import", entity, None, Some(&after))?;
                 note("environment", &info.key, true);
             }
-            Some(env) if env.name != info.name => {
-                environments::rename(tx, env.id, &info.name)?;
+            Some(env)
+                if env.name != info.name
+                    || env.requires_confirmation != environments::confirmation_of(info) =>
+            {
+                let requires_confirmation = environments::confirmation_of(info);
+                environments::rename(tx, env.id, &info.name, requires_confirmation)?;
                 let before = serde_json::to_value(&env)?;
                 let after = serde_json::to_value(environments::Environment {
                     name: info.name.clone(),
+                    requires_confirmation,
                     ..env
                 })?;
                 audit::record(tx, actor, "import", entity, Some(&before), Some(&after))?;
@@ -241,7 +251,13 @@ pub fn import(
         }
     }
 
-    if !changed.is_empty() {
+    // Schedules change nothing served until they are applied.
+    let scheduled = super::schedules::import(tx, actor, &head, doc)?;
+    for flag in &scheduled {
+        note("schedule", flag, true);
+    }
+
+    if changed.len() > scheduled.len() {
         changes.project(tx, head.id)?;
     }
     Ok((

@@ -117,6 +117,7 @@ pub fn create(tx: &Connection, actor: &Actor, new: NewProject) -> Result<(Projec
             .map(|(key, name)| EnvironmentInfo {
                 key: (*key).to_owned(),
                 name: (*name).to_owned(),
+                requires_confirmation: None,
             })
             .collect(),
     };
@@ -129,6 +130,7 @@ pub fn create(tx: &Connection, actor: &Actor, new: NewProject) -> Result<(Projec
         environments,
         segments: Vec::new(),
         flags: Vec::new(),
+        schedules: Vec::new(),
     };
     check(&doc, &Focus::Project)?;
     if find(tx, &new.key)?.is_some() {
@@ -256,11 +258,8 @@ pub fn delete(tx: &Connection, actor: &Actor, key: &str) -> Result<((), Changes)
 /// would-be document that a change is validated as.
 pub fn document(conn: &Connection, head: &ProjectHead) -> Result<Document> {
     let environments = environments::list_in(conn, head.id)?
-        .into_iter()
-        .map(|e| EnvironmentInfo {
-            key: e.key,
-            name: e.name,
-        })
+        .iter()
+        .map(environments::info)
         .collect();
     let segments = super::served::segments(conn, head.id)?;
     let mut flags: Vec<Flag> = Vec::new();
@@ -299,6 +298,7 @@ pub fn document(conn: &Connection, head: &ProjectHead) -> Result<Document> {
         environments,
         segments,
         flags,
+        schedules: Vec::new(),
     })
 }
 
@@ -311,6 +311,7 @@ pub fn export(conn: &Connection, head: &ProjectHead) -> Result<Document> {
     for flag in &mut doc.flags {
         flag.environments.retain(|_, state| *state != default);
     }
+    doc.schedules = super::schedules::export(conn, head.id)?;
     Ok(doc)
 }
 

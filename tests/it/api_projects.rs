@@ -85,7 +85,7 @@ async fn a_project_may_list_its_environments() {
     assert_eq!(reply.status, 201, "{}", reply.body);
     assert_eq!(
         reply.body["environments"],
-        json!([{"key": "live", "name": "Live", "revision": 1}])
+        json!([{"key": "live", "name": "Live", "revision": 1, "requires_confirmation": false}])
     );
 }
 

@@ -7,6 +7,7 @@ mod api_flags;
 mod api_projects;
 mod api_segments;
 mod api_transfer;
+mod changes;
 mod cli;
 mod hardening;
 mod helpers;

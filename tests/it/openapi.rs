@@ -207,9 +207,18 @@ async fn every_documented_operation_is_routed() {
             Some(json!({"name": "spare"})),
         )
         .await;
+    let schedule = app
+        .call(
+            "POST",
+            "/api/v1/projects/shop/flags/new-checkout/environments/production/schedules",
+            Some(&admin),
+            Some(json!({"at": "2099-01-01T00:00:00Z", "patch": {"enabled": true}})),
+        )
+        .await;
     let ids = [
         // Before "/keys/{id}", which it also ends with.
         ("/projects/{project}/keys/{id}", relay_key.body["id"].to_string()),
+        ("/schedules/{id}", schedule.body["id"].to_string()),
         ("/keys/{id}", key.body["id"].to_string()),
         ("/users/{id}", user.body["id"].to_string()),
         ("/tokens/{id}", spare_token.body["id"].to_string()),
@@ -253,6 +262,7 @@ async fn every_documented_operation_is_routed() {
             ("{env}", "production"),
             ("{flag}", "new-checkout"),
             ("{segment}", "beta"),
+            ("{other}", "staging"),
         ] {
             uri = uri.replace(param, value);
         }

@@ -194,6 +194,37 @@ try {
   check(dialogs.at(-1).message.includes('Production'), 'saving production asked first');
   log('rule and 30/70 rollout saved');
 
+  // Issue 16: a change scheduled at a time in the browser's zone is stored in UTC and shown
+  // back in local time; then cancelled. (The page's zone is India's: +05:30, no DST.)
+  step = 'schedule';
+  await page.emulateTimezone('Asia/Kolkata');
+  await go(page, '/projects/shop/flags/new-checkout?env=production');
+  await page.select('#s-change', 'off');
+  await page.$eval('#s-at-local', (i) => { i.value = '2031-06-01T12:30'; });
+  const beforeSchedule = dialogs.length;
+  response = await submit(page, 'form.js-schedule button[type=submit]');
+  check(response.status() === 200 && (await text(page, '.notice')) === 'Scheduled.', `scheduling: ${response.status()}`);
+  check(dialogs.length === beforeSchedule + 1 && dialogs.at(-1).message.includes('Production'), 'scheduling in production asked first');
+  const when = await page.$eval('#schedules time', (t) => [t.getAttribute('datetime'), t.textContent]);
+  check(when[0] === '2031-06-01T07:00:00.000Z', `12:30 in Kolkata is stored as 07:00 UTC, got ${when[0]}`);
+  check(when[1].includes('12:30') && !when[1].includes('UTC'), `shown in the browser's time: ${JSON.stringify(when[1])}`);
+  response = await submit(page, '#schedules form[action$="/cancel"] button[type=submit]');
+  check((await text(page, '.notice')) === 'Cancelled.', 'cancelled');
+  check((await text(page, '#schedules tbody tr td:nth-child(4)')) === 'cancelled', 'listed as cancelled');
+  log('scheduled at 12:30 local (07:00 UTC), shown in local time, cancelled');
+
+  step = 'compare';
+  await go(page, '/projects/shop/compare?from=production&to=staging');
+  check((await text(page, '#compare-summary')).startsWith('1 of 1 flag differ'), `the comparison: ${await text(page, '#compare-summary')}`);
+  await page.click('tr[data-flag="new-checkout"] input[type=checkbox]');
+  const beforePromote = dialogs.length;
+  response = await submit(page, 'form[action$="/promote"] button[type=submit]');
+  check(dialogs.length === beforePromote + 1 && dialogs.at(-1).message.includes('Staging'), 'promoting asked first');
+  check((await text(page, '.notice')).startsWith('Promoted.'), `promoted: ${response.status()}`);
+  check((await text(page, '#compare-summary')).startsWith('0 of 1 flag differ'), 'nothing differs after the promotion');
+  log('production compared with staging and promoted with one confirmation');
+  await page.emulateTimezone();
+
   step = 'server key';
   await go(page, '/projects/shop/keys');
   await page.select('#key-env', 'production');

@@ -36,6 +36,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
             "/{project}/flags/{flag}/environments/{env}",
             web::post().to(save_state),
         );
+    super::changes::configure(cfg);
 }
 
 /// Every operator, as the clause builder offers them.
@@ -731,6 +732,10 @@ struct EditorPage {
     ops: &'static [(&'static str, &'static str)],
     /// Which form was sent (`definition` or `state`), to focus its errors.
     sent: &'static str,
+    /// This environment's scheduled changes: pending, then recent.
+    schedules: Vec<super::changes::ScheduleRow>,
+    /// The state saved now, as JSON (the start of a scheduled "any state").
+    current_json: String,
 }
 
 impl EditorPage {
@@ -862,6 +867,12 @@ async fn build(
         .await?
         .notice(notice);
     let current = flag.environments.get(&env.key).cloned().unwrap_or_default();
+    let schedules = super::changes::rows(state, project, &flag.key, &env.key).await?;
+    let current_json = serde_json::to_string(&FlagEnvState {
+        version: None,
+        ..current.clone()
+    })
+    .unwrap_or_default();
     let sent = match (&definition, &state_form) {
         (Some(_), _) => "definition",
         (_, Some(_)) => "state",
@@ -911,6 +922,8 @@ async fn build(
         segments,
         ops: &OPS,
         sent,
+        schedules,
+        current_json,
     })
 }
 

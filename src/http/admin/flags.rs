@@ -35,10 +35,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
     editor::configure(cfg);
 }
 
-/// Whether changing this environment asks for a confirmation first: production-like keys.
+/// Whether changing this environment asks for a confirmation first: its own setting.
 pub fn needs_confirmation(env: &Environment) -> bool {
-    let key = env.key.as_str();
-    key == "production" || key == "prod" || key.starts_with("prod-") || key.starts_with("production-")
+    env.requires_confirmation
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

@@ -587,6 +587,7 @@ mod tests {
             key: "production".into(),
             name: String::new(),
             revision: 0,
+            requires_confirmation: true,
         }];
         let on = FlagEnvState {
             enabled: true,

@@ -16,6 +16,7 @@ mod assets;
 mod audit;
 mod backup;
 mod bootstrap;
+mod changes;
 mod diff;
 mod editor;
 mod flags;

@@ -184,6 +184,7 @@ struct EnvironmentRow {
     key: String,
     name: String,
     revision: u64,
+    requires_confirmation: bool,
 }
 
 #[derive(Template)]
@@ -223,6 +224,7 @@ async fn environments_view(
                 name: e.name,
                 key: e.key,
                 revision: e.revision,
+                requires_confirmation: e.requires_confirmation,
             })
             .collect(),
         errors,
@@ -264,6 +266,7 @@ async fn create_environment(
     let info = EnvironmentInfo {
         key: key.clone(),
         name: name.clone(),
+        requires_confirmation: None,
     };
     let (actor, p) = (posted.session.actor(), project.clone());
     match state
@@ -292,6 +295,7 @@ async fn rename_environment(
     let update = EnvironmentUpdate {
         key: None,
         name: posted.form.text("name").to_owned(),
+        requires_confirmation: Some(posted.form.checked("requires_confirmation")),
     };
     let (actor, p) = (posted.session.actor(), project.clone());
     state

@@ -152,6 +152,9 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "password" => "Your password was changed. Your other sessions were signed out.",
         "signed-out-others" => "Your other sessions were signed out.",
         "toggled" => "Changed.",
+        "scheduled" => "Scheduled.",
+        "cancelled" => "Cancelled.",
+        "promoted" => "Promoted. The promoted states are now live.",
         _ => return None,
     })
 }

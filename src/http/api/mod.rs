@@ -13,6 +13,8 @@ mod flags;
 mod keys;
 mod openapi;
 mod projects;
+mod promote;
+mod schedules;
 mod segments;
 mod tokens;
 mod transfer;
@@ -57,6 +59,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .configure(openapi::configure)
             // ── end ──
             .configure(webhooks::configure)
+            // ── scheduled changes, compare and promote (issue 16) ──
+            .configure(schedules::configure)
+            .configure(promote::configure)
+            // ── end ──
             .default_service(web::to(no_such_endpoint))
             .wrap(from_fn(method_not_allowed)),
     );

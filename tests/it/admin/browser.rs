@@ -70,6 +70,8 @@ async fn the_admin_pages_work_in_a_real_browser() {
     );
     for step in [
         "[toggle production] toggled on in production after the confirmation, without a reload",
+        "[schedule] scheduled at 12:30 local (07:00 UTC), shown in local time, cancelled",
+        "[compare] production compared with staging and promoted with one confirmation",
         "[bundle] the bundle serves the toggle, the rule and the rollout",
         "[csrf] a POST without the CSRF token is refused with 403",
         "[viewer] a viewer sees no toggle; a forged toggle is 403",
