@@ -34,6 +34,7 @@ pub mod insights;
 pub mod operational;
 pub mod projects;
 pub mod published;
+pub mod sample;
 pub mod segments;
 pub mod served;
 pub mod sessions;

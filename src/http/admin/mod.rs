@@ -16,6 +16,8 @@ mod assets;
 mod audit;
 mod backup;
 mod bootstrap;
+mod connect;
+mod demo;
 mod diff;
 mod editor;
 mod flags;
@@ -23,6 +25,7 @@ mod form;
 mod insights;
 mod keys;
 mod projects;
+mod sample;
 mod segments;
 pub mod session;
 mod users;
@@ -36,6 +39,7 @@ use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 
 pub use bootstrap::{BootstrapError, bootstrap};
+pub use sample::create_at_start as create_sample_at_start;
 
 use crate::store::StoreError;
 

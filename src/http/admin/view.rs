@@ -152,6 +152,7 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "password" => "Your password was changed. Your other sessions were signed out.",
         "signed-out-others" => "Your other sessions were signed out.",
         "toggled" => "Changed.",
+        "sample-exists" => "The sample project exists already: here it is.",
         _ => return None,
     })
 }
