@@ -24,11 +24,14 @@ if (!shots) {
 fs.mkdirSync(shots, { recursive: true });
 
 const DESKTOP = { width: 1280, height: 900 };
-const PHONE = { width: 390, height: 844, isMobile: true, hasTouch: true };
+// A phone's width without puppeteer's isMobile, whose change reloads the page (and a page
+// answering a POST must not be posted again).
+const PHONE = { width: 390, height: 844 };
 const EMAIL = 'first-admin@example.com';
 const PASSWORD = 'a long first admin password';
 // Generous: a hang guard, not a speed check.
-const WAIT = { timeout: 20000 };
+// Polled on a timer: requestAnimationFrame (the default) does not run in a background tab.
+const WAIT = { timeout: 20000, polling: 100 };
 
 const problems = [];
 let step = 'start';
@@ -168,8 +171,10 @@ try {
   const toggle = 'tr[data-flag="beta-dashboard"] td[data-env="development"] button.toggle';
   check((await other.$eval(toggle, (b) => b.getAttribute('aria-checked'))) === 'true', 'the beta flag starts on in development');
   await other.click(toggle);
-  await other.waitForFunction((s) => document.querySelector(s).getAttribute('aria-checked') === 'false', WAIT, toggle);
-  await page.waitForFunction((s) => document.querySelector(s)?.textContent === 'false', WAIT, value('beta-dashboard'));
+  await other.waitForFunction((s) => document.querySelector(s).getAttribute('aria-checked') === 'false', WAIT, toggle)
+    .catch(async (e) => { throw new Error(`the toggle in the other tab: ${e.message}: ${await text(other, 'tr[data-flag="beta-dashboard"] td[data-env="development"]')}`); });
+  await page.waitForFunction((s) => document.querySelector(s)?.textContent === 'false', WAIT, value('beta-dashboard'))
+    .catch(async (e) => { throw new Error(`the demo page: ${e.message}: ${await text(page, '#try-status')} / ${await text(page, '#try-flags tbody')}`); });
   await page.waitForFunction(() => {
     const tds = document.querySelectorAll('#try-flags tr[data-flag="beta-dashboard"] td');
     return tds.length === 3 && tds[2].textContent === 'DISABLED';
@@ -178,6 +183,7 @@ try {
   log('a toggle in another tab shows on the demo page without a reload');
 
   step = 'server key';
+  await page.bringToFront();
   await page.click('#try-forget');
   await page.type('#try-key-input', serverKey);
   await page.click('#try-key-form button[type=submit]');
@@ -191,6 +197,7 @@ try {
   log('the demo page refuses a server key and takes a pasted client key');
 
   step = 'connect';
+  await other.bringToFront();
   await other.goto(base + '/projects/sample/environments/development/connect', { waitUntil: 'load' });
   check((await text(other, '#snippet-curl')).includes('YOUR_CLIENT_KEY'), 'the environment page shows placeholders');
   check(!(await other.content()).includes(serverKey) && !(await other.content()).includes(clientKey), 'and no key');
