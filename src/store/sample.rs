@@ -45,8 +45,10 @@ pub fn create(tx: &Connection, actor: &Actor) -> Result<(Option<Created>, Change
     }
     let doc = document();
     let (report, mut changes) = import::import(tx, actor, &doc, true)?;
-    let client = api_keys::create_audited(tx, actor, PROJECT, ENVIRONMENT, KeyKind::Client, "sample web app")?;
-    let server = api_keys::create_audited(tx, actor, PROJECT, ENVIRONMENT, KeyKind::Server, "sample backend")?;
+    let client =
+        api_keys::create_audited(tx, actor, PROJECT, ENVIRONMENT, KeyKind::Client, "sample web app")?;
+    let server =
+        api_keys::create_audited(tx, actor, PROJECT, ENVIRONMENT, KeyKind::Server, "sample backend")?;
     changes.api_keys = true;
     Ok((
         Some(Created {

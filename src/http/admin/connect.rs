@@ -71,7 +71,10 @@ fn is_plain_host(host: &str) -> bool {
         let Some((addr, tail)) = rest.split_once(']') else {
             return false;
         };
-        let addr_ok = !addr.is_empty() && addr.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+        let addr_ok = !addr.is_empty()
+            && addr
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
         return addr_ok && (tail.is_empty() || tail.strip_prefix(':').is_some_and(port_ok));
     }
     let (name, port) = match host.split_once(':') {
@@ -80,7 +83,9 @@ fn is_plain_host(host: &str) -> bool {
     };
     !name.is_empty()
         && name.len() <= 253
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
         && port.is_none_or(port_ok)
 }
 
@@ -293,10 +298,28 @@ mod tests {
 
     #[test]
     fn only_plain_hosts_are_shown() {
-        for good in ["localhost", "localhost:8080", "flags.example.com", "[::1]:8080", "[::1]", "10.0.0.1:80"] {
+        for good in [
+            "localhost",
+            "localhost:8080",
+            "flags.example.com",
+            "[::1]:8080",
+            "[::1]",
+            "10.0.0.1:80",
+        ] {
             assert!(is_plain_host(good), "{good}");
         }
-        for bad in ["", "a b", "x'y", "evil.com/<script>", "h:", "h:99999x", "[::1]x", "[]:80", "a\"b", "é.com"] {
+        for bad in [
+            "",
+            "a b",
+            "x'y",
+            "evil.com/<script>",
+            "h:",
+            "h:99999x",
+            "[::1]x",
+            "[]:80",
+            "a\"b",
+            "é.com",
+        ] {
             assert!(!is_plain_host(bad), "{bad}");
         }
     }
@@ -305,7 +328,10 @@ mod tests {
     fn a_public_url_never_breaks_out_of_a_literal() {
         let url = safe_url("https://flags.example.com/it's/\"x\"/`$(id)`");
         assert!(!url.contains(['\'', '"', '`', '$']), "{url}");
-        assert_eq!(safe_url("https://flags.example.com/base"), "https://flags.example.com/base");
+        assert_eq!(
+            safe_url("https://flags.example.com/base"),
+            "https://flags.example.com/base"
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use super::view::{self, FieldErrors, Layout, display_name};
 use super::{PageError, ok, render, see_other};
 use crate::AppState;
 use crate::store::api_keys::{self, KeyKind};
-use crate::store::users::Role;
 use crate::store::flags::{self, FlagFilter};
+use crate::store::users::Role;
 use crate::store::{Changes, StoreError, environments, now_ms, projects};
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -136,7 +136,11 @@ async fn page(
     let state = session::state(&req)?;
     let mut page = view(&state, &session, &path, query.notice.as_deref()).await?;
     // Only values the form offers: anything else leaves the defaults.
-    if let Some(env) = query.env.as_deref().filter(|e| page.environments.iter().any(|x| x.key == *e)) {
+    if let Some(env) = query
+        .env
+        .as_deref()
+        .filter(|e| page.environments.iter().any(|x| x.key == *e))
+    {
         page.env = env.to_owned();
     }
     if let Some(kind) = query.kind.as_deref().and_then(KeyKind::parse) {
@@ -189,7 +193,13 @@ async fn create(
                 let p = project.clone();
                 let flag = state
                     .store
-                    .read(move |conn| Ok(connect::example_flag(&flags::list(conn, &p, &FlagFilter::default())?)))
+                    .read(move |conn| {
+                        Ok(connect::example_flag(&flags::list(
+                            conn,
+                            &p,
+                            &FlagFilter::default(),
+                        )?))
+                    })
                     .await?;
                 let base = connect::public_url(&state, &req);
                 let (server_key, client_key) = match kind {
@@ -197,7 +207,8 @@ async fn create(
                     KeyKind::Client => (None, Some(secret.as_str())),
                 };
                 let snippets = connect::snippets(&base, server_key, client_key, &flag);
-                let try_link = client_key.map(|key| format!("/projects/{project}/environments/{env_key}/try#key={key}"));
+                let try_link =
+                    client_key.map(|key| format!("/projects/{project}/environments/{env_key}/try#key={key}"));
                 page.created = Some(Created {
                     env_key,
                     env_name,

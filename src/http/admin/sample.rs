@@ -16,8 +16,8 @@ use super::view::Layout;
 use super::{PageError, render, see_other};
 use crate::AppState;
 use crate::store::audit::Actor;
-use crate::store::{StoreError, sample};
 use crate::store::users::Role;
+use crate::store::{StoreError, sample};
 
 /// Why `--sample-project` failed at start.
 #[derive(Debug, thiserror::Error)]
@@ -86,17 +86,18 @@ async fn create(req: HttpRequest, posted: Posted) -> Result<HttpResponse, PageEr
             sample::PROJECT
         )));
     };
-    let layout = frame(&state, &posted.session, sample::PROJECT, "Sample project", "flags")
-        .await?
-        .notice(Some("created"));
+    let layout = frame(
+        &state,
+        &posted.session,
+        sample::PROJECT,
+        "Sample project",
+        "flags",
+    )
+    .await?
+    .notice(Some("created"));
     let base = connect::public_url(&state, &req);
     let flag = connect::example_flag(&sample::document().flags);
-    let snippets = connect::snippets(
-        &base,
-        Some(&created.server_key),
-        Some(&created.client_key),
-        &flag,
-    );
+    let snippets = connect::snippets(&base, Some(&created.server_key), Some(&created.client_key), &flag);
     let page = SamplePage {
         layout,
         env_key: sample::ENVIRONMENT,

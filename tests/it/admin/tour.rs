@@ -100,7 +100,10 @@ async fn the_sample_project_is_created_once_audited_and_its_keys_work() {
     )));
     // The snippets are filled in with both keys and the page's origin.
     let rust = element_text(&created.body, "snippet-rust").unwrap();
-    assert!(rust.contains("http://localhost:8080") && rust.contains(&server), "{rust}");
+    assert!(
+        rust.contains("http://localhost:8080") && rust.contains(&server),
+        "{rust}"
+    );
     let browser = element_text(&created.body, "snippet-browser").unwrap();
     assert!(
         browser.contains(&client) && browser.contains("<script type=\"module\">"),
@@ -117,9 +120,7 @@ async fn the_sample_project_is_created_once_audited_and_its_keys_work() {
             "storefront-settings"
         ]
     );
-    let bundle = app
-        .call("GET", "/sdk/v1/bundle", Some(&server), None)
-        .await;
+    let bundle = app.call("GET", "/sdk/v1/bundle", Some(&server), None).await;
     assert_eq!(bundle.status, StatusCode::OK);
     assert_eq!(bundle.body["flags"].as_array().unwrap().len(), 5);
     assert_eq!(bundle.body["segments"][0]["key"], "beta-testers");
@@ -130,7 +131,11 @@ async fn the_sample_project_is_created_once_audited_and_its_keys_work() {
         .iter()
         .filter(|e| e["action"] == "import" && e["actor"] == "admin@example.com")
         .count();
-    assert_eq!(imported, 1 + 3 + 1 + 5, "project, environments, segment, flags: {entries:#?}");
+    assert_eq!(
+        imported,
+        1 + 3 + 1 + 5,
+        "project, environments, segment, flags: {entries:#?}"
+    );
     let keys = entries
         .iter()
         .filter(|e| e["entity_kind"] == "api_key" && e["action"] == "create")
@@ -148,7 +153,10 @@ async fn the_sample_project_is_created_once_audited_and_its_keys_work() {
     assert_eq!(again.status, StatusCode::SEE_OTHER);
     assert_eq!(again.location(), "/projects/sample/flags?notice=sample-exists");
     assert_eq!(key_count(&app, &token).await, 2);
-    assert_eq!(audit(&app, &token, "project=sample&limit=100").await.len(), entries.len());
+    assert_eq!(
+        audit(&app, &token, "project=sample&limit=100").await.len(),
+        entries.len()
+    );
     let flags = agent.get(again.location()).await;
     assert!(flags.body.contains("The sample project exists already"));
     // The projects page is no longer empty.
@@ -205,13 +213,20 @@ fn the_binary_takes_sample_project_and_creates_it_once() {
             server.wait_for_log(created);
         } else {
             server.wait_for_log(exists);
-            assert!(!server.logs().iter().any(|l| l.contains("fs_srv_") || l.contains("fs_cli_")));
+            assert!(
+                !server
+                    .logs()
+                    .iter()
+                    .any(|l| l.contains("fs_srv_") || l.contains("fs_cli_"))
+            );
         }
         let (status, _) = server.terminate();
         assert!(status.success());
         let logs = server.logs();
         assert!(
-            !logs.iter().any(|l| l.contains("fs_srv_") || l.contains("fs_cli_")),
+            !logs
+                .iter()
+                .any(|l| l.contains("fs_srv_") || l.contains("fs_cli_")),
             "no key in the log: {logs:#?}"
         );
     }
@@ -267,7 +282,8 @@ async fn connect_snippets_name_the_public_url_or_the_pages_origin_never_a_spoofe
     assert!(!page.body.contains("attacker.example"));
 
     // --public-url wins.
-    let app = TestApp::with_settings(|s| s.serve.frontend.public_url = Some("https://flags.example.com".into()));
+    let app =
+        TestApp::with_settings(|s| s.serve.frontend.public_url = Some("https://flags.example.com".into()));
     let admin = user(&app, "admin@example.com", Role::Admin);
     project(&app, "shop");
     let mut agent = Agent::signed_in(&app, &admin).await;
@@ -302,7 +318,10 @@ async fn a_new_key_is_shown_once_with_its_snippets_and_never_on_a_page_again() {
     let page = agent.get("/projects/shop/environments/development/try").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("has no client key yet"), "{}", page.body);
-    assert!(page.body.contains("/projects/shop/keys?env=development&amp;kind=client#new-key"));
+    assert!(
+        page.body
+            .contains("/projects/shop/keys?env=development&amp;kind=client#new-key")
+    );
     let keys = agent.get("/projects/shop/keys?env=development&kind=client").await;
     assert!(keys.body.contains("<option value=\"development\" selected>"));
     assert!(keys.body.contains("<option value=\"client\" selected>"));
@@ -325,10 +344,21 @@ async fn a_new_key_is_shown_once_with_its_snippets_and_never_on_a_page_again() {
             assert!(created.body.contains(&format!(
                 "href=\"/projects/shop/environments/development/try#key={secret}\""
             )));
-            assert!(element_text(&created.body, "snippet-browser").unwrap().contains(&secret));
+            assert!(
+                element_text(&created.body, "snippet-browser")
+                    .unwrap()
+                    .contains(&secret)
+            );
         } else {
-            assert!(!created.body.contains("/try#key="), "never a server key in a demo link");
-            assert!(element_text(&created.body, "snippet-python").unwrap().contains(&secret));
+            assert!(
+                !created.body.contains("/try#key="),
+                "never a server key in a demo link"
+            );
+            assert!(
+                element_text(&created.body, "snippet-python")
+                    .unwrap()
+                    .contains(&secret)
+            );
         }
         secrets.push(secret);
     }
@@ -349,13 +379,16 @@ async fn a_new_key_is_shown_once_with_its_snippets_and_never_on_a_page_again() {
             assert!(!page.body.contains(secret.as_str()), "{path} holds a secret");
             // Keys are named by their start; the demo page names client keys only.
             let named = !path.ends_with("/try") || secret.starts_with("fs_cli_");
-            assert_eq!(page.body.contains(&secret[..12]), named, "{path} and {}", &secret[..12]);
+            assert_eq!(
+                page.body.contains(&secret[..12]),
+                named,
+                "{path} and {}",
+                &secret[..12]
+            );
         }
     }
     // A viewer gets no button creating keys on the demo page.
-    let page = as_viewer
-        .get("/projects/shop/environments/development/try")
-        .await;
+    let page = as_viewer.get("/projects/shop/environments/development/try").await;
     assert!(!page.body.contains("try-create-key"));
     assert!(page.body.contains("id=\"try-key-form\""));
 }
@@ -391,7 +424,10 @@ async fn hostile_names_show_as_text_on_the_new_pages() {
     }
     let page = agent.get("/projects/evil/environments/dev/connect").await;
     let rust = element_text(&page.body, "snippet-rust").unwrap();
-    assert!(rust.contains("bool_value(\"f.x_y-z\""), "the example reads a flag of the project: {rust}");
+    assert!(
+        rust.contains("bool_value(\"f.x_y-z\""),
+        "the example reads a flag of the project: {rust}"
+    );
 }
 
 #[actix_web::test]
@@ -403,10 +439,22 @@ async fn every_list_page_says_what_to_do_when_empty() {
     for (path, says, links) in [
         ("/projects/shop/flags", "No flags yet", "href=\"#new-flag\""),
         ("/projects/shop/configs", "No configs yet", "href=\"#new-flag\""),
-        ("/projects/shop/segments", "No segments yet", "href=\"#new-segment\""),
-        ("/projects/shop/keys", "No keys yet", "href=\"?env=production#new-key\""),
+        (
+            "/projects/shop/segments",
+            "No segments yet",
+            "href=\"#new-segment\"",
+        ),
+        (
+            "/projects/shop/keys",
+            "No keys yet",
+            "href=\"?env=production#new-key\"",
+        ),
         ("/users", "You are the only user", "href=\"#invite\""),
-        ("/projects/shop/insights", "No flags yet", "/projects/shop/flags#new-flag"),
+        (
+            "/projects/shop/insights",
+            "No flags yet",
+            "/projects/shop/flags#new-flag",
+        ),
     ] {
         let page = agent.get(path).await;
         assert_eq!(page.status, StatusCode::OK, "{path}");
@@ -415,18 +463,33 @@ async fn every_list_page_says_what_to_do_when_empty() {
     }
     // The flag list points at connecting an app too.
     let page = agent.get("/projects/shop/flags").await;
-    assert!(page.body.contains("/projects/shop/environments/production/connect"));
+    assert!(
+        page.body
+            .contains("/projects/shop/environments/production/connect")
+    );
     // With flags but no evaluations, insights say where counts come from.
     agent
         .post_with_csrf(
             "/projects/shop/flags",
             "/projects/shop/flags",
-            &[("key", "one"), ("name", "One"), ("type", "boolean"), ("kind", "flag")],
+            &[
+                ("key", "one"),
+                ("name", "One"),
+                ("type", "boolean"),
+                ("kind", "flag"),
+            ],
         )
         .await;
     let page = agent.get("/projects/shop/insights").await;
-    assert!(page.body.contains("Nothing was evaluated in Production"), "{}", page.body);
-    assert!(page.body.contains("/projects/shop/environments/production/connect"));
+    assert!(
+        page.body.contains("Nothing was evaluated in Production"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("/projects/shop/environments/production/connect")
+    );
     // A viewer is told who can act, and gets no link to a form it cannot use.
     let viewer = user(&app, "viewer@example.com", Role::Viewer);
     assert!(!agent.get("/users").await.body.contains("You are the only user"));
