@@ -97,6 +97,11 @@ pub struct ServeArgs {
     /// (the `Secure` cookie, the Origin check). Empty (the default): these headers are ignored.
     #[arg(long, env = "FLAGSTAFF_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
     pub trusted_proxies: Vec<crate::ops::proxy::IpRange>,
+    /// Create the sample project at start unless it exists: a few example flags, a segment,
+    /// and a client key and a server key of its development environment, whose secrets are
+    /// printed once on standard output (never in the log).
+    #[arg(long, env = "FLAGSTAFF_SAMPLE_PROJECT", global = true)]
+    pub sample_project: bool,
     /// Webhook delivery.
     #[command(flatten)]
     pub webhooks: WebhookArgs,
@@ -278,6 +283,7 @@ impl ServeArgs {
             frontend: FrontendArgs::default(),
             admin: AdminArgs::default(),
             trusted_proxies: Vec::new(),
+            sample_project: false,
             webhooks: WebhookArgs::default(),
         }
     }

@@ -33,6 +33,9 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the database in {}", settings.data_dir.display()))?;
     cli::first_start(&state, first_admin)?;
     crate::http::admin::bootstrap(&state)?;
+    if settings.serve.sample_project {
+        crate::http::admin::create_sample_at_start(&state, &mut std::io::stdout().lock())?;
+    }
     let listener = TcpListener::bind(bind)
         .with_context(|| format!("cannot listen on {bind} (--bind / FLAGSTAFF_BIND)"))?;
     actix_web::rt::System::new().block_on(serve(state, listener, termination()))

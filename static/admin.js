@@ -179,8 +179,16 @@
     });
   }
 
+  // A link to a closed section (the empty lists' "Create the first one") opens it.
+  function openTarget() {
+    var target = location.hash.length > 1 && document.getElementById(location.hash.slice(1));
+    if (target && target.tagName === "DETAILS") target.open = true;
+  }
+  window.addEventListener("hashchange", openTarget);
+
   function init() {
     localTimes();
+    openTarget();
     document.querySelectorAll("[data-json]").forEach(checkJson);
     document.querySelectorAll("select[data-rollout-box]").forEach(refreshServe);
     document.querySelectorAll("select[data-op]").forEach(refreshOp);

@@ -37,6 +37,7 @@ pub mod promote;
 pub mod published;
 pub mod relay_keys;
 pub mod schedules;
+pub mod sample;
 pub mod segments;
 pub mod served;
 pub mod sessions;

@@ -30,7 +30,7 @@ fn asset(stem: &str, ext: &str, content_type: &'static str, body: &'static [u8])
     }
 }
 
-static ASSETS: LazyLock<[Asset; 3]> = LazyLock::new(|| {
+static ASSETS: LazyLock<[Asset; 4]> = LazyLock::new(|| {
     [
         asset(
             "admin",
@@ -50,6 +50,13 @@ static ASSETS: LazyLock<[Asset; 3]> = LazyLock::new(|| {
             "image/svg+xml",
             include_bytes!("../../../static/icon.svg"),
         ),
+        // The live demo page's script (a module: it imports /sdk/flagstaff.js).
+        asset(
+            "try",
+            "js",
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../static/try.js"),
+        ),
     ]
 });
 
@@ -66,6 +73,11 @@ pub fn js_url() -> &'static str {
 /// The icon's URL.
 pub fn icon_url() -> &'static str {
     &ASSETS[2].url
+}
+
+/// The live demo page's script.
+pub fn try_js_url() -> &'static str {
+    &ASSETS[3].url
 }
 
 pub fn configure(cfg: &mut ServiceConfig) {

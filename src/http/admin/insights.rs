@@ -414,6 +414,8 @@ struct InsightsPage {
     days: i64,
     stale: Vec<StaleFlag>,
     usage: Vec<FlagUsage>,
+    /// Whether any flag was evaluated (else the page says how counts arrive).
+    evaluated_any: bool,
 }
 
 async fn overview(
@@ -483,7 +485,8 @@ async fn overview(
                 .map(|at| view::ago(at, now))
                 .unwrap_or_else(|| "never".to_owned()),
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let evaluated_any = usage.iter().any(|u| u.evaluations > 0);
     ok(&InsightsPage {
         layout,
         environments: envs
@@ -498,6 +501,7 @@ async fn overview(
         days,
         stale,
         usage,
+        evaluated_any,
     })
 }
 

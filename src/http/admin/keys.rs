@@ -6,12 +6,14 @@ use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
 
+use super::connect::{self, Snippet};
 use super::projects::frame;
 use super::session::{self, AdminSession, Posted};
 use super::view::{self, FieldErrors, Layout, display_name};
 use super::{PageError, ok, render, see_other};
 use crate::AppState;
 use crate::store::api_keys::{self, KeyKind};
+use crate::store::flags::{self, FlagFilter};
 use crate::store::users::Role;
 use crate::store::{Changes, StoreError, environments, now_ms, projects};
 
@@ -37,12 +39,16 @@ struct EnvKeys {
     keys: Vec<KeyRow>,
 }
 
-/// A key just created: its secret, shown this once.
+/// A key just created: its secret, shown this once, with the snippets to connect an app and,
+/// for a client key, a link to the live demo that carries it in the fragment.
 struct Created {
+    env_key: String,
     env_name: String,
     kind: &'static str,
     name: String,
     secret: String,
+    snippets: Vec<Snippet>,
+    try_link: Option<String>,
 }
 
 #[derive(Template)]
@@ -58,8 +64,11 @@ struct KeysPage {
 }
 
 #[derive(serde::Deserialize)]
-struct NoticeQuery {
+struct PageQuery {
     notice: Option<String>,
+    /// Preselects the new key's environment and kind (links from "Connect an app").
+    env: Option<String>,
+    kind: Option<String>,
 }
 
 async fn view(
@@ -121,11 +130,23 @@ async fn page(
     req: HttpRequest,
     session: AdminSession,
     path: web::Path<String>,
-    query: web::Query<NoticeQuery>,
+    query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, PageError> {
     session.require(Role::Admin)?;
     let state = session::state(&req)?;
-    ok(&view(&state, &session, &path, query.notice.as_deref()).await?)
+    let mut page = view(&state, &session, &path, query.notice.as_deref()).await?;
+    // Only values the form offers: anything else leaves the defaults.
+    if let Some(env) = query
+        .env
+        .as_deref()
+        .filter(|e| page.environments.iter().any(|x| x.key == *e))
+    {
+        page.env = env.to_owned();
+    }
+    if let Some(kind) = query.kind.as_deref().and_then(KeyKind::parse) {
+        page.kind = kind.as_str().to_owned();
+    }
+    ok(&page)
 }
 
 async fn create(
@@ -158,7 +179,7 @@ async fn create(
                 let created = api_keys::create_audited(tx, &actor, &p, &e, kind, &n)?;
                 let env_name = display_name(&created.environment.name, &created.environment.key).to_owned();
                 Ok((
-                    (env_name, created.secret),
+                    (created.environment.key, env_name, created.secret),
                     Changes {
                         api_keys: true,
                         ..Changes::default()
@@ -167,13 +188,35 @@ async fn create(
             })
             .await;
         match result {
-            Ok((env_name, secret)) => {
+            Ok((env_key, env_name, secret)) => {
                 let mut page = view(&state, &posted.session, &project, None).await?;
+                let p = project.clone();
+                let flag = state
+                    .store
+                    .read(move |conn| {
+                        Ok(connect::example_flag(&flags::list(
+                            conn,
+                            &p,
+                            &FlagFilter::default(),
+                        )?))
+                    })
+                    .await?;
+                let base = connect::public_url(&state, &req);
+                let (server_key, client_key) = match kind {
+                    KeyKind::Server => (Some(secret.as_str()), None),
+                    KeyKind::Client => (None, Some(secret.as_str())),
+                };
+                let snippets = connect::snippets(&base, server_key, client_key, &flag);
+                let try_link =
+                    client_key.map(|key| format!("/projects/{project}/environments/{env_key}/try#key={key}"));
                 page.created = Some(Created {
+                    env_key,
                     env_name,
                     kind: kind.as_str(),
                     name,
                     secret,
+                    snippets,
+                    try_link,
                 });
                 // The secret is in this page only: it must not be kept by a cache.
                 return render(StatusCode::CREATED, &page);

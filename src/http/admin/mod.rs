@@ -17,6 +17,8 @@ mod audit;
 mod backup;
 mod bootstrap;
 mod changes;
+mod connect;
+mod demo;
 mod diff;
 mod editor;
 mod flags;
@@ -24,6 +26,7 @@ mod form;
 mod insights;
 mod keys;
 mod projects;
+mod sample;
 mod segments;
 pub mod session;
 mod users;
@@ -38,6 +41,7 @@ use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 
 pub use bootstrap::{BootstrapError, bootstrap};
+pub use sample::create_at_start as create_sample_at_start;
 
 use crate::store::StoreError;
 

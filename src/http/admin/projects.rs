@@ -8,13 +8,15 @@ use flagstaff_eval::model::EnvironmentInfo;
 
 use super::session::{self, AdminSession, Posted};
 use super::view::{self, FieldErrors, Layout, display_name};
-use super::{PageError, flags, insights, keys, ok, render, see_other, segments};
+use super::{PageError, connect, demo, flags, insights, keys, ok, render, sample, see_other, segments};
 use crate::AppState;
 use crate::store::environments::{self, EnvironmentUpdate};
 use crate::store::projects::{self, NewProject, ProjectUpdate};
 use crate::store::users::Role;
 
 pub fn configure(cfg: &mut ServiceConfig) {
+    // Before `/{project}`: a fixed path wins over a project key.
+    sample::configure(cfg);
     cfg.route("", web::get().to(list))
         .route("", web::post().to(create))
         .route("/go", web::get().to(go))
@@ -36,6 +38,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
     keys::configure(cfg);
     insights::configure(cfg);
     super::webhooks::configure(cfg);
+    connect::configure(cfg);
+    demo::configure(cfg);
 }
 
 #[derive(serde::Deserialize)]

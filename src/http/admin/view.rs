@@ -155,6 +155,7 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "scheduled" => "Scheduled.",
         "cancelled" => "Cancelled.",
         "promoted" => "Promoted. The promoted states are now live.",
+        "sample-exists" => "The sample project exists already: here it is.",
         _ => return None,
     })
 }

@@ -92,3 +92,70 @@ async fn the_admin_pages_work_in_a_real_browser() {
         );
     }
 }
+
+/// Issue 20, as a new user: setup link → sample project → snippets (the curl one is run) →
+/// live demo page → a toggle in another tab shows there. `tests/js/tour.mjs` drives Chromium.
+#[actix_web::test]
+async fn the_first_ten_minutes_work_in_a_real_browser() {
+    require(Path::new("/usr/bin/chromium"), "Debian's chromium");
+    require(Path::new("/usr/bin/curl"), "curl");
+    require(
+        &root().join("tests/js/node_modules/puppeteer-core"),
+        "tests/js/node_modules/puppeteer-core",
+    );
+    let app = TestApp::new();
+    let state = app.state.clone();
+    let link = tokio::task::spawn_blocking(move || flagstaff::http::admin::bootstrap(&state))
+        .await
+        .expect("the bootstrap thread")
+        .expect("bootstrap")
+        .expect("a setup link: there are no users");
+    let setup = &link[link.find("/setup?").expect("the setup path")..];
+    let server = RealServer::start(&app.state);
+    let shots = root().join("artifacts/screenshots");
+    let script = root().join("tests/js/tour.mjs");
+    let (url, setup) = (server.url.clone(), setup.to_owned());
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(node())
+            .current_dir(root().join("tests/js"))
+            .arg(script)
+            .args([url.as_str(), &setup])
+            .arg(&shots)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .expect("the browser script's thread");
+    server.stop().await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the browser test failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    for step in [
+        "[sample project] the sample project shows its client and server keys once",
+        "[snippets] the snippets name this server and the new keys; the curl snippet answers with the flags",
+        "[live] a toggle in another tab shows on the demo page without a reload",
+        "[server key] the demo page refuses a server key and takes a pasted client key",
+        "[end] ok",
+    ] {
+        assert!(
+            stdout.contains(step),
+            "missing step {step:?} in:\n{stdout}\n{stderr}"
+        );
+    }
+    for name in ["projects-empty", "sample", "try", "connect"] {
+        for width in ["desktop", "phone"] {
+            let file = root()
+                .join("artifacts/screenshots")
+                .join(format!("{name}-{width}.png"));
+            assert!(
+                std::fs::metadata(&file).is_ok_and(|m| m.len() > 1000),
+                "{} was not written",
+                file.display()
+            );
+        }
+    }
+}

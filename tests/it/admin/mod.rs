@@ -10,6 +10,7 @@ mod redirects;
 mod round_trip;
 mod sign_in;
 mod throttle;
+mod tour;
 
 use std::collections::BTreeMap;
 
