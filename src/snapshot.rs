@@ -125,9 +125,11 @@ impl Snapshot {
             environments: vec![EnvironmentInfo {
                 key: bundle.environment.clone(),
                 name: String::new(),
+                requires_confirmation: None,
             }],
             segments: bundle.segments,
             flags: bundle.flags,
+            schedules: Vec::new(),
         };
         let engine = CompiledEnvironment::compile(&doc, &bundle.environment);
         let mut fragments = BTreeMap::new();
