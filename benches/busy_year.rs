@@ -430,12 +430,15 @@ struct Toggles {
 
 /// The published file's count of publications (`None` for a version without one).
 fn publication_seq(dir: &Path) -> Option<i64> {
-    Connection::open_with_flags(dir.join("flagstaff.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .ok()
-        .and_then(|c| {
-            c.query_row("SELECT seq FROM publication", [], |r| r.get::<_, i64>(0))
-                .ok()
-        })
+    Connection::open_with_flags(
+        dir.join("flagstaff.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .ok()
+    .and_then(|c| {
+        c.query_row("SELECT seq FROM publication", [], |r| r.get::<_, i64>(0))
+            .ok()
+    })
 }
 
 async fn measure_toggles(url: &str, token: &str, dir: &Path, latency_runs: usize, n: usize) -> Toggles {
@@ -573,7 +576,15 @@ async fn main() {
             let state = AppState::open(Settings::with_data_dir(&dir)).expect("open the data dir");
             state
                 .store
-                .write_blocking(|tx| Ok((admin_tokens::create(tx, 1, "bench again")?, store::Changes::default())), |_, _| {})
+                .write_blocking(
+                    |tx| {
+                        Ok((
+                            admin_tokens::create(tx, 1, "bench again")?,
+                            store::Changes::default(),
+                        ))
+                    },
+                    |_, _| {},
+                )
                 .expect("a token")
         };
         let bin = new_bin.expect("--new-bin");

@@ -109,8 +109,8 @@ pub fn compact_old_entries(conn: &Connection, limit: u32) -> Result<usize> {
         )?
         .query_map([limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut update =
-        conn.prepare_cached("UPDATE audit_entries SET change = ?2, before = NULL, after = NULL WHERE id = ?1")?;
+    let mut update = conn
+        .prepare_cached("UPDATE audit_entries SET change = ?2, before = NULL, after = NULL WHERE id = ?1")?;
     for (id, before, after) in &rows {
         // Re-serialised compactly, as new entries are (and so never holding a raw newline).
         let parse = |s: &Option<String>| -> Result<Option<Value>> {
@@ -272,24 +272,38 @@ const ENTRY_COLUMNS: &str = "id, at, actor, actor_user_id, action, project_key, 
 pub fn list(conn: &Connection, query: &AuditQuery<'_>) -> Result<Vec<AuditEntry>> {
     // Filters on the entries' name ids (the names looked up once), the columns read through the
     // `audit_log` view.
-    let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM audit_log WHERE id IN (SELECT id FROM audit_entries WHERE 1 = 1");
+    let mut sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM audit_log WHERE id IN (SELECT id FROM audit_entries WHERE 1 = 1"
+    );
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     let mut arg = |sql: &mut String, clause: &str, value: rusqlite::types::Value| {
         args.push(value);
         sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
     };
     if let Some(project) = query.project {
-        arg(&mut sql, " AND project = (SELECT id FROM audit_names WHERE name = ?)", project.to_owned().into());
+        arg(
+            &mut sql,
+            " AND project = (SELECT id FROM audit_names WHERE name = ?)",
+            project.to_owned().into(),
+        );
     }
     if !query.entity_kinds.is_empty() {
         sql.push_str(" AND (0");
         for kind in query.entity_kinds {
-            arg(&mut sql, " OR entity_kind = (SELECT id FROM audit_names WHERE name = ?)", (*kind).to_owned().into());
+            arg(
+                &mut sql,
+                " OR entity_kind = (SELECT id FROM audit_names WHERE name = ?)",
+                (*kind).to_owned().into(),
+            );
         }
         sql.push(')');
     }
     if let Some(key) = query.entity_key {
-        arg(&mut sql, " AND entity_key = (SELECT id FROM audit_names WHERE name = ?)", key.to_owned().into());
+        arg(
+            &mut sql,
+            " AND entity_key = (SELECT id FROM audit_names WHERE name = ?)",
+            key.to_owned().into(),
+        );
     }
     if let Some(before) = query.before {
         arg(&mut sql, " AND id < ?", before.into());

@@ -266,7 +266,11 @@ fn write_new(path: &Path, mode: u32, first: &[u8], rest: &[u8]) -> Result<()> {
 /// is: the next publication compares it again.
 fn update_spare(files: &Files, first: &[u8], rest: &[u8]) -> Option<()> {
     use std::os::unix::fs::{FileExt as _, MetadataExt as _};
-    let spare = OpenOptions::new().read(true).write(true).open(&files.spare).ok()?;
+    let spare = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&files.spare)
+        .ok()?;
     let meta = spare.metadata().ok()?;
     let published = std::fs::metadata(&files.published).ok()?;
     // Only the work dir's name (a user's hard link to an old `flagstaff.db` is a copy to them),
@@ -443,9 +447,11 @@ mod tests {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();
         assert_eq!(check, "ok");
-        copy.query_row("SELECT count(*), max(rowid) || ':' || (SELECT v FROM t ORDER BY rowid DESC LIMIT 1) FROM t", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        copy.query_row(
+            "SELECT count(*), max(rowid) || ':' || (SELECT v FROM t ORDER BY rowid DESC LIMIT 1) FROM t",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap()
     }
 
@@ -462,7 +468,10 @@ mod tests {
         let mut inodes = Vec::new();
         for i in 0..6 {
             publish_one_more(&mut conn, &files, &format!("change {i}"));
-            assert_eq!(published_rows(&files), (2001 + i, format!("{}:change {i}", 2001 + i)));
+            assert_eq!(
+                published_rows(&files),
+                (2001 + i, format!("{}:change {i}", 2001 + i))
+            );
             inodes.push(inode(&files.published));
         }
         // Two files take turns: each publication brings the one replaced before up to date.
@@ -498,7 +507,10 @@ mod tests {
         let mut during = Vec::new();
         std::io::Read::read_to_end(&mut &reader, &mut during).unwrap();
         assert!(during == before, "the file a reader holds is never changed");
-        assert!(std::fs::read(&linked).unwrap() == linked_before, "nor one with another name");
+        assert!(
+            std::fs::read(&linked).unwrap() == linked_before,
+            "nor one with another name"
+        );
         assert_eq!(published_rows(&files), (2007, "2007:more 3".to_owned()));
         // Once the reader is done, publications reuse files again.
         drop(reader);
