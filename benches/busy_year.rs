@@ -443,11 +443,18 @@ fn publication_seq(dir: &Path) -> Option<i64> {
 
 async fn measure_toggles(url: &str, token: &str, dir: &Path, latency_runs: usize, n: usize) -> Toggles {
     let http = reqwest::Client::new();
+    // Every timed toggle changes something (a toggle to the state a flag already has publishes
+    // nothing): the latency runs flip one flag back and forth; the N flags are first set off,
+    // untimed, then turned on one after the other, then off all at once.
     // Warm up: the first request builds connection pools and caches.
-    toggle(&http, url, token, &flag_key(0), true).await;
+    let flipped = flag_key(FLAGS - 1);
+    toggle(&http, url, token, &flipped, true).await;
     let mut times = Vec::new();
     for k in 0..latency_runs {
-        times.push(toggle(&http, url, token, &flag_key(k % FLAGS), k % 2 == 0).await);
+        times.push(toggle(&http, url, token, &flipped, k % 2 == 1).await);
+    }
+    for k in 0..n {
+        toggle(&http, url, token, &flag_key(k % FLAGS), false).await;
     }
     let started = Instant::now();
     for k in 0..n {

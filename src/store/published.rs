@@ -209,7 +209,7 @@ pub fn publish(conn: &Connection, files: &Files) -> Result<()> {
         .map(|m| m.permissions().mode() & 0o777)
         .unwrap_or(0o640);
 
-    let written = match update_spare(files, &first, rest) {
+    let written = match update_spare(files, mode, &first, rest) {
         Some(()) => &files.spare,
         None => {
             write_new(&files.staging, mode, &first, rest)?;
@@ -264,7 +264,7 @@ fn write_new(path: &Path, mode: u32, first: &[u8], rest: &[u8]) -> Result<()> {
 /// has no other name and nobody has it open; `None` when it cannot be used (the caller writes a
 /// new file). An error part way leaves only the spare changed, which is never published as it
 /// is: the next publication compares it again.
-fn update_spare(files: &Files, first: &[u8], rest: &[u8]) -> Option<()> {
+fn update_spare(files: &Files, mode: u32, first: &[u8], rest: &[u8]) -> Option<()> {
     use std::os::unix::fs::{FileExt as _, MetadataExt as _};
     let spare = OpenOptions::new()
         .read(true)
@@ -311,6 +311,10 @@ fn update_spare(files: &Files, first: &[u8], rest: &[u8]) -> Option<()> {
     if meta.len() != len {
         spare.set_len(len).ok()?;
     }
+    // The mode of the file it replaces (which a user may have changed since).
+    if meta.permissions().mode() & 0o777 != mode {
+        spare.set_permissions(std::fs::Permissions::from_mode(mode)).ok()?;
+    }
     spare.sync_data().ok()?;
     Some(())
 }
@@ -320,6 +324,7 @@ fn update_spare(files: &Files, first: &[u8], rest: &[u8]) -> Option<()> {
 /// lease is given back at once, so nobody opening the file later is kept waiting and no signal
 /// is ever sent (a lease break would send SIGIO). On a file system without leases the answer is
 /// no, and publications write new files as before.
+#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn nobody_else_has_it_open(file: &File) -> bool {
     use std::os::fd::AsRawFd as _;
@@ -332,6 +337,12 @@ fn nobody_else_has_it_open(file: &File) -> bool {
         unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) };
     }
     granted
+}
+
+/// Leases are Linux's: elsewhere every publication writes a new file.
+#[cfg(not(target_os = "linux"))]
+fn nobody_else_has_it_open(_file: &File) -> bool {
+    false
 }
 
 /// Whether the published file exists and is in the form [`publish`] writes (a user may have
