@@ -313,7 +313,9 @@ fn update_spare(files: &Files, mode: u32, first: &[u8], rest: &[u8]) -> Option<(
     }
     // The mode of the file it replaces (which a user may have changed since).
     if meta.permissions().mode() & 0o777 != mode {
-        spare.set_permissions(std::fs::Permissions::from_mode(mode)).ok()?;
+        spare
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .ok()?;
     }
     spare.sync_data().ok()?;
     Some(())
