@@ -67,10 +67,18 @@ pub async fn serve(
         .with_context(|| format!("cannot serve on {addr}"))?
         .run();
     let handle = server.handle();
+    // Listen for the signals before saying the server listens: polled once here, `stop`
+    // registers its handlers, so a SIGTERM sent as soon as that line is read is handled, not
+    // the default (the process killed).
+    let mut stop = Box::pin(stop);
+    let early = futures_util::FutureExt::now_or_never(&mut stop);
     tracing::info!(%addr, data_dir = %state.settings.data_dir.display(), "Flagstaff is listening on http://{addr}");
     let running = actix_web::rt::spawn(server);
 
-    let signal = stop.await;
+    let signal = match early {
+        Some(signal) => signal,
+        None => stop.await,
+    };
     let started = Instant::now();
     tracing::info!(
         signal = signal.name(),

@@ -399,8 +399,14 @@ mod tests {
 
     #[test]
     fn each_word_is_stored_once_and_read_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let ops = dir.path().join("ops.db");
+        crate::store::operational::open(&ops).unwrap();
         let mut conn = Connection::open_in_memory().unwrap();
         crate::store::migrations().to_latest(&mut conn).unwrap();
+        // The operational database, as live connections have it (webhooks' positions).
+        conn.execute("ATTACH DATABASE ?1 AS ops", [ops.to_string_lossy()])
+            .unwrap();
         let hostile = "a,b \"q\"\t<script>é";
         let actor = Actor::user(7, hostile);
         for (key, env) in [("k1", Some("production")), ("k2", None), ("k1", Some(hostile))] {
