@@ -169,21 +169,32 @@ fn generate_main(dir: &Path, scratch: &Path, rng: &mut Rng, now: i64, days: i64)
         [scratch.join("work").join("flagstaff.db").to_string_lossy()],
     )
     .unwrap();
-    db.execute_batch(
-        "BEGIN;
-         INSERT INTO projects SELECT * FROM scratch.projects;
-         INSERT INTO environments SELECT * FROM scratch.environments;
-         INSERT INTO flags SELECT * FROM scratch.flags;
-         INSERT INTO flag_states SELECT * FROM scratch.flag_states;
-         INSERT INTO segments SELECT * FROM scratch.segments;
-         INSERT INTO users SELECT * FROM scratch.users;
-         INSERT INTO admin_tokens (id, user_id, name, token_hash, prefix, created_at, revoked_at)
-           SELECT id, user_id, name, token_hash, prefix, created_at, revoked_at FROM scratch.admin_tokens;
-         INSERT INTO api_keys (id, environment_id, kind, name, key_hash, prefix, created_by, created_at, revoked_at)
-           SELECT id, environment_id, kind, name, key_hash, prefix, created_by, created_at, revoked_at FROM scratch.api_keys;
-         COMMIT;",
-    )
-    .unwrap();
+    // The scratch database has today's schema; copy the columns both schemas have.
+    let mut copy = String::from("BEGIN;");
+    for table in [
+        "projects",
+        "environments",
+        "flags",
+        "flag_states",
+        "segments",
+        "users",
+        "admin_tokens",
+        "api_keys",
+    ] {
+        let columns: String = db
+            .query_row(
+                "SELECT group_concat(name, ', ') FROM pragma_table_info(?1, 'main')
+                 WHERE name IN (SELECT name FROM pragma_table_info(?1, 'scratch'))",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap();
+        copy.push_str(&format!(
+            "INSERT INTO {table} ({columns}) SELECT {columns} FROM scratch.{table};"
+        ));
+    }
+    copy.push_str("COMMIT;");
+    db.execute_batch(&copy).unwrap();
     db.execute("DETACH DATABASE scratch", []).unwrap();
 
     let tx = db.transaction().unwrap();
@@ -425,6 +436,8 @@ struct Toggles {
     concurrent: Duration,
     /// Publications of `flagstaff.db` during the N concurrent toggles.
     group_publications: Option<i64>,
+    /// The server's write work during the N concurrent toggles.
+    group_work: Work,
     n: usize,
 }
 
@@ -462,6 +475,7 @@ async fn measure_toggles(url: &str, token: &str, dir: &Path, latency_runs: usize
     }
     let sequential = started.elapsed();
     let seq_before = publication_seq(dir);
+    let metrics_before = work_metrics(&http, url).await;
     let started = Instant::now();
     let all: Vec<_> = (0..n)
         .map(|k| {
@@ -474,14 +488,51 @@ async fn measure_toggles(url: &str, token: &str, dir: &Path, latency_runs: usize
     }
     let concurrent = started.elapsed();
     let group_publications = seq_before.zip(publication_seq(dir)).map(|(a, b)| b - a);
+    let metrics_after = work_metrics(&http, url).await;
+    let group_work = metrics_after
+        .iter()
+        .zip(&metrics_before)
+        .map(|((name, sum, count), (_, sum0, count0))| (*name, sum - sum0, count - count0))
+        .collect();
     Toggles {
         p50: percentile(&mut times, 0.5),
         p99: percentile(&mut times, 0.99),
         sequential,
         concurrent,
         group_publications,
+        group_work,
         n,
     }
+}
+
+/// The server's own account of its write work: (what, seconds summed, times) of each histogram.
+type Work = Vec<(&'static str, f64, f64)>;
+
+/// Reads the write, publication and snapshot-rebuild histograms from `/metrics`.
+async fn work_metrics(http: &reqwest::Client, url: &str) -> Work {
+    let text = match http.get(format!("{url}/metrics")).send().await {
+        Ok(res) => res.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let value = |line: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(line)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    [
+        ("writes", "flagstaff_database_write_seconds"),
+        ("publications", "flagstaff_database_publish_seconds"),
+        ("rebuilds", "flagstaff_snapshot_rebuild_seconds"),
+    ]
+    .into_iter()
+    .map(|(what, name)| {
+        (
+            what,
+            value(&format!("{name}_sum ")),
+            value(&format!("{name}_count ")),
+        )
+    })
+    .collect()
 }
 
 /// 1,000 SDK instances reporting every 10 s for `secs`; returns (publications counted from the
@@ -607,6 +658,12 @@ async fn main() {
             t.group_publications.map_or("—".to_owned(), |p| p.to_string()),
             t.sequential.as_secs_f64() / t.concurrent.as_secs_f64()
         );
+        for (what, secs, count) in &t.group_work {
+            println!(
+                "  during them: {count} {what}, {} in all",
+                ms(Duration::from_secs_f64(*secs))
+            );
+        }
         return;
     }
     let root = tempfile::tempdir_in(&base).expect("temp dir");

@@ -1,5 +1,6 @@
 //! The writes of one group commit (see [`super::Store::write`]): each queued with its hook and
-//! the channel its caller waits on, run in its own savepoint of the group's transaction.
+//! the channel its caller waits on (a thread blocked on it, or a task awaiting it), run in its own
+//! savepoint of the group's transaction.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -26,20 +27,40 @@ pub trait Job: Send {
     fn failed(self: Box<Self>, error: StoreError);
 }
 
+/// Where a write's [`Outcome`] goes: the thread of [`super::Store::write_blocking`], or the task
+/// of [`super::Store::write`] (which holds no thread while it waits).
+pub enum Reply<T> {
+    Thread(SyncSender<Outcome<T>>),
+    Task(tokio::sync::oneshot::Sender<Outcome<T>>),
+}
+
 pub struct Pending<T, F, A> {
     f: Option<F>,
     after_commit: Option<A>,
     out: Option<T>,
-    reply: SyncSender<Outcome<T>>,
+    reply: Option<Reply<T>>,
 }
 
 impl<T, F, A> Pending<T, F, A> {
-    pub fn new(f: F, after_commit: A, reply: SyncSender<Outcome<T>>) -> Self {
+    pub fn new(f: F, after_commit: A, reply: Reply<T>) -> Self {
         Pending {
             f: Some(f),
             after_commit: Some(after_commit),
             out: None,
-            reply,
+            reply: Some(reply),
+        }
+    }
+
+    /// Answers the caller (once; a caller that stopped waiting is not an error).
+    fn answer(&mut self, outcome: Outcome<T>) {
+        match self.reply.take() {
+            Some(Reply::Thread(tx)) => {
+                let _ = tx.send(outcome);
+            }
+            Some(Reply::Task(tx)) => {
+                let _ = tx.send(outcome);
+            }
+            None => {}
         }
     }
 }
@@ -61,16 +82,16 @@ where
                     Ok(changes)
                 }
                 Err(e) => {
-                    let _ = self.reply.send(Outcome::Done(Err(e)));
+                    self.answer(Outcome::Done(Err(e)));
                     Err(())
                 }
             },
             Ok(Err(e)) => {
-                let _ = self.reply.send(Outcome::Done(Err(e)));
+                self.answer(Outcome::Done(Err(e)));
                 Err(())
             }
             Err(payload) => {
-                let _ = self.reply.send(Outcome::Panicked(payload));
+                self.answer(Outcome::Panicked(payload));
                 Err(())
             }
         }
@@ -80,7 +101,7 @@ where
         if let Some(after_commit) = self.after_commit.take() {
             // A panicking hook must not keep the others of the group from running.
             if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| after_commit(conn, changes))) {
-                let _ = self.reply.send(Outcome::Panicked(payload));
+                self.answer(Outcome::Panicked(payload));
                 return;
             }
         }
@@ -88,11 +109,11 @@ where
             .out
             .take()
             .ok_or_else(|| StoreError::Unusable("a committed write has no result".into()));
-        let _ = self.reply.send(Outcome::Done(out));
+        self.answer(Outcome::Done(out));
     }
 
-    fn failed(self: Box<Self>, error: StoreError) {
-        let _ = self.reply.send(Outcome::Done(Err(error)));
+    fn failed(mut self: Box<Self>, error: StoreError) {
+        self.answer(Outcome::Done(Err(error)));
     }
 }
 

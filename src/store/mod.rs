@@ -212,7 +212,10 @@ struct Inner {
     /// The operational database's one writer (taken after `writer` when both are needed).
     ops_writer: Mutex<Connection>,
     /// Writes waiting for the next group commit (see [`Store::write`]).
-    queue: Mutex<Vec<Box<dyn group::Job>>>,
+    queue: Mutex<Queue>,
+    /// One per pooled reader: [`Store::read`] waits for one (as a task, holding no thread)
+    /// rather than opening a connection per request in a burst.
+    read_slots: tokio::sync::Semaphore,
     /// Publications made for writes by this handle, and the number of the last group.
     publications: std::sync::atomic::AtomicU64,
     groups: std::sync::atomic::AtomicU64,
@@ -223,6 +226,14 @@ struct Inner {
 }
 
 const READER_POOL: usize = 4;
+
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Box<dyn group::Job>>,
+    /// A committer is running: it takes the writer and commits what is queued, again and again,
+    /// until it finds nothing queued (see [`Store::commit_queued`]).
+    committing: bool,
+}
 
 impl Store {
     /// Opens (creating if needed) `<data_dir>/flagstaff.db` and applies pending migrations.
@@ -278,6 +289,7 @@ impl Store {
                 writer: Mutex::new(writer),
                 ops_writer: Mutex::new(ops_writer),
                 queue: Mutex::default(),
+                read_slots: tokio::sync::Semaphore::new(READER_POOL),
                 publications: Default::default(),
                 groups: Default::default(),
                 readers: Mutex::new(Vec::new()),
@@ -320,14 +332,63 @@ impl Store {
     /// write of its group. The hooks then run in commit order, each with the combined
     /// [`Changes`] of the group (whose [`Changes::group`] tells one group from the next): the
     /// database they read holds the whole group, so a snapshot is never rebuilt with half of it.
+    ///
+    /// A waiting write holds no thread: it is queued, and one committer on the blocking pool
+    /// (started by the write that finds none running) commits groups until the queue is empty.
+    /// A hundred writes at once cost one thread, not a hundred.
     pub async fn write<T, F, A>(&self, f: F, after_commit: A) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction) -> Result<(T, Changes)> + Send + 'static,
         A: FnOnce(&Connection, &Changes) + Send + 'static,
     {
-        let store = self.clone();
-        run_blocking(move || store.write_blocking(f, after_commit)).await
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = group::Pending::new(f, after_commit, group::Reply::Task(reply));
+        let start = {
+            let mut queue = lock(&self.inner.queue);
+            queue.jobs.push(Box::new(job));
+            !std::mem::replace(&mut queue.committing, true)
+        };
+        if start {
+            let store = self.clone();
+            tokio::task::spawn_blocking(move || store.commit_queued());
+        }
+        match answer.await {
+            Ok(group::Outcome::Done(out)) => out,
+            Ok(group::Outcome::Panicked(payload)) => std::panic::resume_unwind(payload),
+            Err(_) => Err(StoreError::Unusable(
+                "the write was dropped without an answer".into(),
+            )),
+        }
+    }
+
+    /// The committer of [`Store::write`]: commits what is queued, group after group, and stops
+    /// when it finds the queue empty (saying so under the same lock, so a write queued after
+    /// that starts a new committer).
+    fn commit_queued(&self) {
+        /// A committer that panics must not leave later writes waiting for it.
+        struct Running<'a>(&'a Store, bool);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                if self.1 {
+                    lock(&self.0.inner.queue).committing = false;
+                }
+            }
+        }
+        let mut running = Running(self, true);
+        loop {
+            let mut conn = self.writer();
+            let queued = {
+                let mut queue = lock(&self.inner.queue);
+                if queue.jobs.is_empty() {
+                    queue.committing = false;
+                    running.1 = false;
+                    return;
+                }
+                std::mem::take(&mut queue.jobs)
+            };
+            self.commit_group(&mut conn, queued);
+        }
     }
 
     /// [`Store::write`] for callers already off the async threads (the command line, tests).
@@ -338,12 +399,13 @@ impl Store {
         A: FnOnce(&Connection, &Changes) + Send + 'static,
     {
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        lock(&self.inner.queue).push(Box::new(group::Pending::new(f, after_commit, reply)));
+        let job = group::Pending::new(f, after_commit, group::Reply::Thread(reply));
+        lock(&self.inner.queue).jobs.push(Box::new(job));
         {
             // Whoever holds the writer next takes every write queued by then, this one included
             // (unless an earlier holder already took it and answered).
             let mut conn = self.writer();
-            let queued = std::mem::take(&mut *lock(&self.inner.queue));
+            let queued = std::mem::take(&mut lock(&self.inner.queue).jobs);
             if !queued.is_empty() {
                 self.commit_group(&mut conn, queued);
             }
@@ -420,7 +482,7 @@ impl Store {
 
     /// How many writes wait for the writer (for tests of group commit).
     pub fn queued_writes(&self) -> usize {
-        lock(&self.inner.queue).len()
+        lock(&self.inner.queue).jobs.len()
     }
 
     /// Publishes the database as `tx` sees it (counting the publication in it); see
@@ -526,6 +588,14 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        // At most one blocking task per pooled connection: a burst of requests waits here
+        // instead of opening (and parsing the schema of) a connection each.
+        let _slot = self
+            .inner
+            .read_slots
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unusable("the store is closed".into()))?;
         let store = self.clone();
         run_blocking(move || store.read_blocking(f)).await
     }
