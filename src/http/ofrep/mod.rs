@@ -104,10 +104,6 @@ async fn single(
 /// OFREP ADR-0008: where to listen for changes, `{"type":"sse","url":…}` with `--public-url`,
 /// else `{"type":"sse","endpoint":{"requestUri":…}}` (relative to the origin the provider was
 /// configured with). A client key may ride in the URL (it is public); a server key never does —
-
-/// OFREP ADR-0008: where to listen for changes, `{"type":"sse","url":…}` with `--public-url`,
-/// else `{"type":"sse","endpoint":{"requestUri":…}}` (relative to the origin the provider was
-/// configured with). A client key may ride in the URL (it is public); a server key never does —
 /// its caller gets a short-lived signed token instead.
 fn write_event_stream(out: &mut Vec<u8>, caller: &EvaluationKey, limits: &FrontendArgs) {
     match &limits.public_url {
@@ -133,8 +129,6 @@ fn write_event_stream(out: &mut Vec<u8>, caller: &EvaluationKey, limits: &Fronte
         None => out.extend_from_slice(b"\"}}"),
     }
 }
-
-/// A strong ETag over an answer's bytes and its environment (XXH3-128: answers are hashed on
 
 /// `POST /ofrep/v1/evaluate/flags`.
 async fn bulk(
