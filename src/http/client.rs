@@ -1,4 +1,5 @@
-//! Browsers' cacheable read, the "belt" of DESIGN.md §1, and the browser SDK itself.
+//! Browsers' cacheable read, the "belt" of DESIGN.md §1 (the browser SDK itself is served by
+//! `http::sdk`).
 //!
 //! `GET /client/v1/{client key}/{context}` answers the values of the client-side flags for a
 //! context carried in the URL (base64url of its JSON): `{"flags": {"key": value, …}}`. Being a
