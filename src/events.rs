@@ -4,6 +4,9 @@
 //!
 //! Recording is a short critical section on a mutex; [`flush`] swaps the pending totals out and
 //! writes them. A flush that fails puts its totals back, so nothing is lost but by a crash.
+//! OFREP and `/client/v1` count through a per-thread [`tally`] that feeds [`Events::record`].
+
+pub mod tally;
 
 use std::cell::RefCell;
 use std::collections::HashMap;

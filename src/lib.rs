@@ -2,7 +2,6 @@
 //!
 //! `build_app` is the whole HTTP application, so tests drive exactly what `flagstaff serve` runs.
 
-pub mod answers;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -2,8 +2,8 @@
 //! bytes, their gzip and a strong ETag, built after each committed change and swapped atomically.
 //! Hot paths read them without locks and never touch SQLite.
 
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
 
@@ -13,7 +13,6 @@ use flagstaff_eval::CompiledEnvironment;
 use flagstaff_eval::model::{Document, EnvironmentInfo, FORMAT_VERSION, Flag, ProjectInfo};
 use rusqlite::Connection;
 
-use crate::answers::Answers;
 use crate::store::served::{self, EnvironmentHead, Served};
 use crate::store::{Changes, Result};
 
@@ -36,8 +35,9 @@ pub struct Snapshot {
     /// Each flag's JSON as it appears in the bundle, kept so one toggle re-serialises one flag.
     fragments: BTreeMap<Arc<str>, Arc<str>>,
     segments_json: Arc<str>,
-    /// Pre-written answer pieces, made on the first evaluation that needs them.
-    answers: OnceLock<Answers>,
+    /// What the serving side derives from this snapshot on first use (the HTTP side's
+    /// pre-written answers): kept as long as the snapshot, of a type this module does not know.
+    derived: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -209,9 +209,7 @@ impl Snapshot {
         gz.write_all(&json).expect("compressing into a Vec cannot fail");
         let gzip = gz.finish().expect("compressing into a Vec cannot fail");
 
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        json.hash(&mut hasher);
-        let etag = format!("\"r{}-{:016x}\"", head.revision, hasher.finish());
+        let etag = bundle_etag(head.revision, &json);
 
         Snapshot {
             environment_id: head.id,
@@ -225,13 +223,19 @@ impl Snapshot {
             etag,
             fragments,
             segments_json,
-            answers: OnceLock::new(),
+            derived: OnceLock::new(),
         }
     }
 
-    /// The pre-written pieces of evaluation answers ([`crate::answers`]) of this snapshot.
-    pub fn answers(&self) -> &Answers {
-        self.answers.get_or_init(|| Answers::new(&self.engine))
+    /// The value `build` derives from this snapshot, built on the first call and kept with the
+    /// snapshot (so a change, which makes a new snapshot, builds it again). One type per
+    /// snapshot: the HTTP side's pre-written answers (`http::evaluation::answers`), which are
+    /// the only caller.
+    pub fn derived<T: Any + Send + Sync>(&self, build: impl FnOnce(&Snapshot) -> T) -> &T {
+        self.derived
+            .get_or_init(|| Box::new(build(self)))
+            .downcast_ref()
+            .expect("a snapshot derives one type of value, the HTTP side's answers")
     }
 
     /// The flags of the bundle, for tests and tools (parses the bytes).
@@ -241,6 +245,14 @@ impl Snapshot {
             .map(|f| Ok(serde_json::from_str(f)?))
             .collect()
     }
+}
+
+/// The strong ETag of a bundle: its revision and the XXH3-64 of its bytes, quoted. XXH3 is a
+/// specified hash whose output never changes between Rust releases or machines (the standard
+/// library's `DefaultHasher` promises neither), so relays, caches and SDKs holding an ETag keep
+/// it valid across upgrades of the server.
+fn bundle_etag(revision: u64, json: &[u8]) -> String {
+    format!("\"r{revision}-{:016x}\"", xxhash_rust::xxh3::xxh3_64(json))
 }
 
 /// The snapshots of [`Snapshots::current`].
@@ -308,7 +320,7 @@ impl Snapshots {
             let snapshot = Arc::new(snapshot);
             match before.get(&snapshot.environment_id) {
                 Some(old) if old.etag == snapshot.etag => {
-                    // Unchanged: keep the old one and its pre-written answers.
+                    // Unchanged: keep the old one and what was derived from it.
                     map.insert(snapshot.environment_id, old.clone());
                 }
                 old => {
@@ -367,5 +379,24 @@ impl Snapshots {
         }
         self.by_environment.store(Arc::new(map));
         rebuilt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fixed bundle, with a hostile string in it.
+    const BUNDLE: &str = r#"{"flagstaff":1,"project":{"key":"shop","name":"Shop, \"the\" <script>"},"environment":"production","revision":12,"segments":[],"flags":[{"key":"new-checkout","type":"boolean","variations":[{"key":"on","value":true},{"key":"off","value":false}],"environments":{"production":{"enabled":true,"fallthrough":{"variation":"on"}}}}]}"#;
+
+    #[test]
+    fn the_bundle_etag_is_pinned_across_releases() {
+        // Changing the hash changes every ETag SDKs, relays and caches hold: it must be noticed.
+        let snapshot = Snapshot::from_bundle(3, 1, BUNDLE.as_bytes()).expect("a valid bundle");
+        assert_eq!(snapshot.revision, 12);
+        assert_eq!(snapshot.etag, "\"r12-52edcaf4376c1c4a\"");
+        // XXH3-64 of nothing is 0x2d06800538d394c2 in the specification's test vectors.
+        assert_eq!(bundle_etag(0, b""), "\"r0-2d06800538d394c2\"");
+        assert_ne!(bundle_etag(12, b"a"), bundle_etag(12, b"b"));
     }
 }

@@ -3,8 +3,11 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod change_stream;
 pub mod client;
+pub mod conditional;
 pub mod cors;
+pub mod evaluation;
 pub mod health;
 pub mod ofrep;
 pub mod sdk;

@@ -1107,6 +1107,73 @@ async fn the_browser_sdk_is_served_small_and_cross_origin() {
     assert_eq!(reply.bytes, include_bytes!("../../sdk/js/flagstaff.js"));
 }
 
+#[actix_web::test]
+async fn the_browser_sdk_honours_q_values_and_weak_etag_lists() {
+    let app = TestApp::new();
+    let plain = include_bytes!("../../sdk/js/flagstaff.js");
+    // `q=0` refuses gzip, however it is spelled; identity preferred by name wins too.
+    for refused in [
+        "gzip;q=0",
+        "gzip; q=0.000, br",
+        "*;q=0",
+        "gzip;q=0.5, identity;q=1",
+        "br",
+    ] {
+        let reply = send(
+            &app,
+            "GET",
+            "/sdk/flagstaff.js",
+            &[("Accept-Encoding", refused)],
+            None,
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{refused}");
+        assert_eq!(reply.header("content-encoding"), None, "{refused}");
+        assert_eq!(reply.bytes, plain, "{refused}");
+    }
+    for accepted in ["gzip;q=0.5", "br, *", "x-gzip", "GZIP;Q=1"] {
+        let reply = send(
+            &app,
+            "GET",
+            "/sdk/flagstaff.js",
+            &[("Accept-Encoding", accepted)],
+            None,
+        )
+        .await;
+        assert_eq!(reply.header("content-encoding"), Some("gzip"), "{accepted}");
+    }
+    let etag = send(&app, "GET", "/sdk/flagstaff.js", &[], None)
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let listed = format!("\"<script>,\", W/{etag}");
+    for fresh in [listed.as_str(), "*"] {
+        let reply = send(
+            &app,
+            "GET",
+            "/sdk/flagstaff.js",
+            &[("If-None-Match", fresh)],
+            None,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::NOT_MODIFIED, "{fresh}");
+        assert_eq!(reply.header("etag"), Some(etag.as_str()));
+    }
+    let stale = format!("{}0\"", etag.trim_end_matches('"'));
+    for stale in ["\"x\"", etag.trim_matches('"'), &stale] {
+        let reply = send(
+            &app,
+            "GET",
+            "/sdk/flagstaff.js",
+            &[("If-None-Match", stale)],
+            None,
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{stale}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Settings
 

@@ -3,10 +3,12 @@
 
 use std::sync::LazyLock;
 
+use actix_web::HttpResponse;
 use actix_web::http::header;
 use actix_web::web::{self, ServiceConfig};
-use actix_web::{HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
+
+use crate::http::conditional::IfNoneMatch;
 
 struct Asset {
     /// `admin.3f2a9c0d1b7e4f56.css`
@@ -84,17 +86,13 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.route("/{file}", web::get().to(serve));
 }
 
-async fn serve(req: HttpRequest, file: web::Path<String>) -> HttpResponse {
+async fn serve(if_none_match: IfNoneMatch, file: web::Path<String>) -> HttpResponse {
     let Some(asset) = ASSETS.iter().find(|a| a.file == *file) else {
         return HttpResponse::NotFound()
             .content_type("text/plain; charset=utf-8")
             .body("no such file");
     };
-    let fresh = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == asset.etag));
+    let fresh = if_none_match.matches(&asset.etag);
     let mut resp = if fresh {
         HttpResponse::NotModified()
     } else {

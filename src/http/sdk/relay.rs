@@ -18,15 +18,17 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::{self, ServiceConfig};
-use actix_web::{FromRequest, HttpRequest, HttpResponse, Responder as _};
-use actix_web_lab::sse::{self, Sse};
+use actix_web::{FromRequest, HttpRequest, HttpResponse};
+use actix_web_lab::sse;
 use serde_json::json;
 
 use crate::error::ApiError;
 use crate::events::RelayBatch;
 use crate::http::auth::bearer;
+use crate::http::change_stream::{self, Follow, Signal};
+use crate::http::conditional::IfNoneMatch;
 use crate::snapshot::Snapshot;
 use crate::state::Serving;
 use crate::store::api_keys::ActiveKey;
@@ -153,23 +155,15 @@ pub fn build(state: &Serving, project_id: i64) -> (Vec<u8>, String) {
     (out, etag)
 }
 
-fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
-    req.headers()
-        .get_all(header::IF_NONE_MATCH)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim() == "*" || t.trim().strip_prefix("W/").unwrap_or(t.trim()) == etag)
-}
-
 /// `GET /sdk/v1/relay`.
 async fn document(
     key: RelayKey,
-    req: HttpRequest,
+    if_none_match: IfNoneMatch,
     state: web::Data<Serving>,
 ) -> Result<HttpResponse, ApiError> {
     let (body, etag) = build(&state, key.project_id);
     let etag_value = HeaderValue::try_from(etag.as_str()).map_err(|e| ApiError::Internal(Box::new(e)))?;
-    if etag_matches(&req, &etag) {
+    if if_none_match.matches(&etag) {
         return Ok(HttpResponse::NotModified()
             .insert_header((header::ETAG, etag_value))
             .insert_header((header::CACHE_CONTROL, "no-cache"))
@@ -182,19 +176,18 @@ async fn document(
         .body(body))
 }
 
-/// What one relay stream follows.
-struct Follow {
+/// What one relay stream follows: every change and every change of keys, on the shared loop
+/// ([`crate::http::change_stream`]).
+struct RelayStream {
     state: web::Data<Serving>,
     key: RelayKey,
-    changes: async_broadcast::Receiver<std::sync::Arc<crate::hub::Change>>,
-    keys: tokio::sync::watch::Receiver<u64>,
-    keep_alive: tokio::time::Interval,
+    follow: Follow,
     /// The ETag last announced.
     sent: Option<String>,
 }
 
-impl Follow {
-    async fn next(mut self) -> Option<(Result<sse::Event, Infallible>, Follow)> {
+impl RelayStream {
+    async fn next(mut self) -> Option<(Result<sse::Event, Infallible>, RelayStream)> {
         loop {
             let etag = etag(&self.state, self.key.project_id);
             if self.sent.as_deref() != Some(etag.as_str()) {
@@ -202,21 +195,15 @@ impl Follow {
                 self.sent = Some(etag);
                 return Some((Ok(sse::Data::new(data).into()), self));
             }
-            tokio::select! {
-                received = self.changes.recv() => match received {
-                    Ok(_) | Err(async_broadcast::RecvError::Overflowed(_)) => {}
-                    // The hub closed: the server is shutting down.
-                    Err(async_broadcast::RecvError::Closed) => return None,
-                },
-                changed = self.keys.changed() => {
-                    if changed.is_err() {
-                        return None;
-                    }
+            match self.follow.next().await? {
+                // Any change may be this project's: the ETag above tells.
+                Signal::Change(_) | Signal::Missed => {}
+                Signal::Keys => {
                     if !self.state.keys.is_relay_active(self.key.id) {
                         return None;
                     }
                 }
-                _ = self.keep_alive.tick() => {
+                Signal::KeepAlive => {
                     if !self.state.keys.is_relay_active(self.key.id) {
                         return None;
                     }
@@ -233,29 +220,17 @@ async fn stream(
     req: HttpRequest,
     state: web::Data<Serving>,
 ) -> Result<HttpResponse, ApiError> {
-    let changes = state.hub.subscribe();
     let mut keys = state.keys.changes();
     keys.mark_unchanged();
-    let period = Duration::from_secs(state.settings.serve.stream_keepalive_secs.max(1));
-    let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let follow = Follow {
+    let follow = Follow::new(&state.hub, Some(keys), change_stream::keep_alive(&state.settings));
+    let stream = RelayStream {
         state: state.clone(),
         key,
-        changes,
-        keys,
-        keep_alive,
+        follow,
         sent: None,
     };
-    let body = futures_util::stream::unfold(follow, Follow::next);
-    let mut resp = Sse::from_stream(body)
-        .with_retry_duration(Duration::from_secs(3))
-        .respond_to(&req);
-    resp.headers_mut().insert(
-        HeaderName::from_static("x-accel-buffering"),
-        HeaderValue::from_static("no"),
-    );
-    Ok(resp)
+    let events = futures_util::stream::unfold(stream, RelayStream::next);
+    Ok(change_stream::respond(&req, events, Duration::from_secs(3)))
 }
 
 /// Most entries of a relay's batch (a relay sends more in several).

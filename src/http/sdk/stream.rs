@@ -1,31 +1,21 @@
-//! `GET /sdk/v1/stream`: the environment's revisions as Server-Sent Events.
+//! `GET /sdk/v1/stream`: the environment's revisions as Server-Sent Events, on the shared
+//! change stream ([`crate::http::change_stream`]): on connect the current revision (unless
+//! `Last-Event-ID` already names it), then one event per change, `id:` = the revision; after
+//! missed changes the latest revision with every flag listed; a keep-alive comment every
+//! interval; the stream ends when the key is revoked, the environment deleted or the server
+//! shuts down.
 //!
-//! Each stream holds one receiver of the hub and keeps its own environment's changes. On
-//! connect it sends the current revision (unless `Last-Event-ID` already names it); on overflow
-//! (the stream fell more than the hub's capacity behind, e.g. a client that stopped reading)
-//! it sends the latest revision from the snapshot, so the writer and other streams never wait.
-//! Every keep-alive interval it writes a comment, which is also when it checks that its key is
-//! still active and when a gone client's write fails; the hub closing (shutdown) ends it.
+//! Each event's data is `{"revision", "etag", "changed": [flag keys]}`.
 
-use std::convert::Infallible;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, Responder as _, web};
-use actix_web_lab::sse::{self, Sse};
-use async_broadcast::{Receiver, RecvError};
-use futures_util::Stream;
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web_lab::sse;
 use serde::Serialize;
-use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use crate::error::ApiError;
 use crate::http::auth::ServerKey;
-use crate::hub::Change;
-use crate::keys::Keys;
-use crate::snapshot::{Snapshot, Snapshots};
+use crate::http::change_stream::{self, Listener, Revision};
 use crate::state::Serving;
 
 /// The `retry:` hint: how long a client waits before reconnecting after the stream ends.
@@ -36,49 +26,20 @@ pub async fn stream(
     req: HttpRequest,
     state: web::Data<Serving>,
 ) -> Result<HttpResponse, ApiError> {
-    // Subscribe before reading the snapshot, so no change falls between the two.
-    let receiver = state.hub.subscribe();
-    let snapshot = state
-        .snapshots
-        .get(key.environment_id)
-        .ok_or_else(crate::http::auth::environment_gone)?;
-    let last_event_id = req
-        .headers()
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let keep_alive = Duration::from_secs(state.settings.serve.stream_keepalive_secs.max(1));
-    let body = RevisionStream::new(
+    let events = change_stream::environment(
+        &state.hub,
         state.snapshots.clone(),
         state.keys.clone(),
-        key,
-        receiver,
-        &snapshot,
-        last_event_id,
-        keep_alive,
-    );
-    let mut resp = Sse::from_stream(body).with_retry_duration(RETRY).respond_to(&req);
-    // Tells nginx (and alike) not to buffer the stream.
-    resp.headers_mut().insert(
-        HeaderName::from_static("x-accel-buffering"),
-        HeaderValue::from_static("no"),
-    );
-    Ok(resp)
-}
-
-/// The events of one SDK stream.
-pub struct RevisionStream {
-    snapshots: Arc<Snapshots>,
-    keys: Arc<Keys>,
-    environment_id: i64,
-    key_id: i64,
-    receiver: Receiver<Arc<Change>>,
-    keep_alive: Interval,
-    /// The event to send before anything else (the connect event).
-    first: Option<sse::Event>,
-    /// The newest revision the client has (sent, or named by `Last-Event-ID`).
-    sent: u64,
-    ended: bool,
+        Listener {
+            environment_id: key.environment_id,
+            key_id: key.id,
+        },
+        change_stream::last_event_id(&req),
+        change_stream::keep_alive(&state.settings),
+        announce,
+    )
+    .ok_or_else(crate::http::auth::environment_gone)?;
+    Ok(change_stream::respond(&req, events, RETRY))
 }
 
 #[derive(Serialize)]
@@ -98,95 +59,28 @@ fn event(revision: u64, etag: &str, changed: impl Serialize) -> sse::Event {
     sse::Data::new(data).id(revision.to_string()).into()
 }
 
-/// The event that tells a client to catch up with `snapshot`: the client's view may be any
-/// older revision, so every flag is listed as changed.
-fn catch_up(snapshot: &Snapshot) -> sse::Event {
-    let flags: Vec<&str> = snapshot.engine.flags().map(|f| f.key()).collect();
-    event(snapshot.revision, &snapshot.etag, flags)
-}
-
-impl RevisionStream {
-    pub fn new(
-        snapshots: Arc<Snapshots>,
-        keys: Arc<Keys>,
-        key: ServerKey,
-        receiver: Receiver<Arc<Change>>,
-        snapshot: &Snapshot,
-        last_event_id: Option<u64>,
-        keep_alive: Duration,
-    ) -> RevisionStream {
-        let first = (last_event_id != Some(snapshot.revision)).then(|| catch_up(snapshot));
-        let mut keep_alive = tokio::time::interval_at(Instant::now() + keep_alive, keep_alive);
-        keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        RevisionStream {
-            snapshots,
-            keys,
-            environment_id: key.environment_id,
-            key_id: key.id,
-            receiver,
-            keep_alive,
-            first,
-            sent: snapshot.revision,
-            ended: false,
+/// A change lists its flags; a catch-up lists every flag, since the client's view may be any
+/// older revision.
+fn announce(revision: Revision<'_>) -> sse::Event {
+    match revision {
+        Revision::Change(change) => event(change.revision, &change.etag, &*change.flags),
+        Revision::CatchUp(snapshot) => {
+            let flags: Vec<&str> = snapshot.engine.flags().map(|f| f.key()).collect();
+            event(snapshot.revision, &snapshot.etag, flags)
         }
-    }
-
-    fn end(&mut self) -> Poll<Option<Result<sse::Event, Infallible>>> {
-        self.ended = true;
-        Poll::Ready(None)
-    }
-}
-
-impl Stream for RevisionStream {
-    type Item = Result<sse::Event, Infallible>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        if this.ended {
-            return Poll::Ready(None);
-        }
-        if let Some(first) = this.first.take() {
-            return Poll::Ready(Some(Ok(first)));
-        }
-        loop {
-            match Pin::new(&mut this.receiver).poll_recv(cx) {
-                Poll::Ready(Some(Ok(change))) => {
-                    if change.environment_id == this.environment_id && change.revision > this.sent {
-                        this.sent = change.revision;
-                        return Poll::Ready(Some(Ok(event(change.revision, &change.etag, &*change.flags))));
-                    }
-                }
-                Poll::Ready(Some(Err(RecvError::Overflowed(_)))) => {
-                    // Changes were lost: whatever they were, the snapshot holds their result.
-                    match this.snapshots.get(this.environment_id) {
-                        Some(snapshot) if snapshot.revision > this.sent => {
-                            this.sent = snapshot.revision;
-                            return Poll::Ready(Some(Ok(catch_up(&snapshot))));
-                        }
-                        Some(_) => {}
-                        None => return this.end(),
-                    }
-                }
-                // The hub closed: the server is shutting down.
-                Poll::Ready(None) | Poll::Ready(Some(Err(RecvError::Closed))) => return this.end(),
-                Poll::Pending => break,
-            }
-        }
-        if this.keep_alive.poll_tick(cx).is_ready() {
-            if !this.keys.is_active(this.key_id) || this.snapshots.get(this.environment_id).is_none() {
-                // Revoked key or deleted environment: end the stream; reconnecting gets a 401.
-                return this.end();
-            }
-            return Poll::Ready(Some(Ok(sse::Event::Comment("keep-alive".into()))));
-        }
-        Poll::Pending
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use futures_util::StreamExt as _;
+    use std::convert::Infallible;
+    use std::pin::pin;
+    use std::sync::Arc;
+    use std::task::Poll;
+
+    use actix_web_lab::sse::Sse;
     use futures_util::future::poll_fn;
+    use futures_util::{Stream as _, StreamExt as _};
 
     use super::*;
     use crate::AppState;
@@ -235,19 +129,21 @@ mod tests {
             })
             .unwrap();
         let snapshot = state.snapshots.get(env).unwrap();
-        let key = ServerKey {
-            id: key_id,
+        let listener = Listener {
             environment_id: env,
+            key_id,
         };
-        let mut stream = RevisionStream::new(
+        let stream = change_stream::environment(
+            &state.hub,
             state.snapshots.clone(),
             state.keys.clone(),
-            key,
-            state.hub.subscribe(),
-            &snapshot,
+            listener,
             None,
             Duration::from_secs(3600),
-        );
+            announce,
+        )
+        .expect("the environment exists");
+        let mut stream = pin!(stream);
         let first = data_of(stream.next().await.unwrap().unwrap()).await;
         assert_eq!(first["revision"], snapshot.revision);
 
@@ -274,7 +170,7 @@ mod tests {
         let caught_up = data_of(next.expect("the latest revision is sent").unwrap().unwrap()).await;
         assert_eq!(caught_up["revision"], latest);
         // Nothing else is pending for this environment.
-        let pending = poll_fn(|cx| Poll::Ready(Pin::new(&mut stream).poll_next(cx))).await;
+        let pending = poll_fn(|cx| Poll::Ready(stream.as_mut().poll_next(cx))).await;
         assert!(pending.is_pending(), "only one catch-up event is sent");
     }
 }

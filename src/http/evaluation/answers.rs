@@ -5,9 +5,20 @@
 //! the snapshot.
 //!
 //! Each flag also owns a range of counter slots, one per variation, so that counting what was
-//! served is an array increment ([`crate::http::ofrep`]'s tallies).
+//! served is an array increment ([`crate::events::tally`]).
+//!
+//! These bytes are the HTTP side's: the snapshot keeps them ([`Snapshot::derived`]) without
+//! knowing their layout.
 
-use flagstaff_eval::{CompiledEnvironment, Value};
+use flagstaff_eval::CompiledEnvironment;
+
+use super::json::{write_str, write_value};
+use crate::snapshot::Snapshot;
+
+/// The pre-written answers of `snapshot`, made on first use and kept with it.
+pub fn of(snapshot: &Snapshot) -> &Answers {
+    snapshot.derived(|s| Answers::new(&s.engine))
+}
 
 /// The pieces of every flag of one snapshot, in the engine's flag order
 /// ([`CompiledEnvironment::flags`], the positions `evaluate_each` gives), in one buffer.
@@ -85,7 +96,8 @@ impl Answers {
         self.piece(flag, variation, 1)
     }
 
-    /// The counter slot of the flag at `flag` serving the variation at `variation`.
+    /// The counter slot of the flag at `flag` serving the variation at `variation`: the slots
+    /// are laid out as [`crate::events::tally`] reads them back.
     pub fn counter(&self, flag: usize, variation: usize) -> usize {
         self.flags[flag].1 as usize + variation
     }
@@ -100,35 +112,6 @@ impl Answers {
 /// thing this server holds).
 fn to_u32(n: usize) -> u32 {
     u32::try_from(n).expect("a snapshot's answers are under 4 GiB")
-}
-
-/// Writes `s` as a JSON string. Keys, variation keys and rule ids never need escaping (they
-/// are validated slugs), so the common case is a copy; anything else goes through serde_json.
-pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    write_str_content(out, s);
-    out.push(b'"');
-}
-
-/// Writes the inside of `s` as a JSON string, without the quotes: pieces of one string can be
-/// written one after another.
-pub fn write_str_content(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.extend_from_slice(s.as_bytes());
-    } else {
-        let quoted = serde_json::to_string(s).expect("a string is always JSON");
-        out.extend_from_slice(&quoted.as_bytes()[1..quoted.len() - 1]);
-    }
-}
-
-/// Writes a JSON value.
-pub fn write_value(out: &mut Vec<u8>, value: &Value) {
-    match value {
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::String(s) => write_str(out, s),
-        other => serde_json::to_writer(&mut *out, other).expect("writing JSON to a Vec cannot fail"),
-    }
 }
 
 #[cfg(test)]
