@@ -335,3 +335,39 @@ pub fn import(data_dir: &Path, args: &ImportArgs) -> Result<ImportReport, CliErr
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// A file that cannot be read keeps its `io::Error` as the source; the message names the
+    /// file and the reason once.
+    #[test]
+    fn io_errors_keep_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no such, \"file\"\t<é>.json");
+        let err = read_input(&missing).unwrap_err();
+        let CliError::Io { source, .. } = &err else {
+            panic!("expected an io error, got {err:?}");
+        };
+        assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(
+            err.source()
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .map(|e| e.kind()),
+            Some(std::io::ErrorKind::NotFound)
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("cannot read {}: ", missing.display())),
+            "{text}"
+        );
+        let err = write_output(Some(&dir.path().join("missing dir").join("out.json")), b"{}").unwrap_err();
+        assert!(
+            matches!(err, CliError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+            "{err:?}"
+        );
+    }
+}

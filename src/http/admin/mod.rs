@@ -350,3 +350,125 @@ impl ResponseError for PageError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    async fn answer(e: &PageError) -> (u16, Option<String>, Option<String>, String) {
+        let res = e.error_response();
+        let header = |name| {
+            res.headers()
+                .get(name)
+                .map(|v: &HeaderValue| v.to_str().unwrap().to_owned())
+        };
+        let (location, retry) = (header(header::LOCATION), header(header::RETRY_AFTER));
+        let status = res.status().as_u16();
+        let body = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+        (status, location, retry, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    /// Each case has one status and one code, the same as a page and as JSON; only the
+    /// throttled answer has `Retry-After`, only the redirects a `Location`.
+    #[actix_web::test]
+    async fn each_case_answers_with_its_status_and_code() {
+        let cases: Vec<(PageError, u16, &str, &str)> = vec![
+            (
+                PageError::bad_request("a,\"b\"\t<script>"),
+                400,
+                "bad_request",
+                "a,\"b\"\t<script>",
+            ),
+            (PageError::SignedOut, 401, "unauthorized", "You are signed out"),
+            (PageError::forbidden("no"), 403, "forbidden", "no"),
+            (
+                PageError::not_found("flag \"é\""),
+                404,
+                "not_found",
+                "flag \"é\" not found",
+            ),
+            (PageError::Conflict("taken".into()), 409, "conflict", "taken"),
+            (
+                PageError::Stale,
+                412,
+                "precondition_failed",
+                "Someone else changed this",
+            ),
+            (
+                PageError::UnsupportedMediaType,
+                415,
+                "unsupported_media_type",
+                "Forms are sent as",
+            ),
+            (PageError::Invalid("bad".into()), 422, "invalid", "bad"),
+            (
+                PageError::Throttled {
+                    message: "wait".into(),
+                    retry_after: 7,
+                },
+                429,
+                "too_many_requests",
+                "wait",
+            ),
+            (
+                PageError::internal("the disk is on fire"),
+                500,
+                "internal",
+                "Something went wrong",
+            ),
+        ];
+        for (e, status, code, message) in cases {
+            let json = answer(&PageError::json(e, true)).await;
+            assert_eq!(json.0, status, "{json:?}");
+            let body: serde_json::Value = serde_json::from_str(&json.3).unwrap();
+            assert_eq!(body["error"]["code"], code, "{body}");
+            assert!(
+                body["error"]["message"].as_str().unwrap().starts_with(message),
+                "{body}"
+            );
+            assert_eq!(json.2.is_some(), status == 429, "Retry-After only when throttled");
+            assert_eq!(json.1, None);
+        }
+        let page = answer(&PageError::bad_request("<script>x</script>")).await;
+        assert_eq!(page.0, 400);
+        assert!(
+            page.3.contains("x&#60;/script&#62;") && !page.3.contains("<script>x"),
+            "escaped in the page: {}",
+            page.3
+        );
+        let throttled = PageError::Throttled {
+            message: "wait".into(),
+            retry_after: 7,
+        };
+        assert_eq!(answer(&throttled).await.2.as_deref(), Some("7"));
+        // The cause of an internal error is kept, never shown.
+        let internal = PageError::internal(std::io::Error::other("the disk is on fire"));
+        assert_eq!(internal.source().unwrap().to_string(), "the disk is on fire");
+        assert!(!answer(&internal).await.3.contains("fire"));
+    }
+
+    #[actix_web::test]
+    async fn redirects_stay_redirects_even_for_scripts() {
+        let sign_in = PageError::SignIn {
+            location: "/sign-in?next=%2Fprojects".into(),
+        };
+        assert!(sign_in.is_signed_out());
+        let (status, location, _, _) = answer(&sign_in.json(true)).await;
+        assert_eq!(
+            (status, location.as_deref()),
+            (303, Some("/sign-in?next=%2Fprojects"))
+        );
+        let (status, location, _, _) = answer(&PageError::TemporaryPassword).await;
+        assert_eq!(
+            (status, location.as_deref()),
+            (303, Some("/account?reason=temporary"))
+        );
+        assert!(!PageError::TemporaryPassword.is_signed_out());
+        // A signed-out script is answered in JSON even when not asked to.
+        let (status, _, _, body) = answer(&PageError::SignedOut.json(false)).await;
+        assert_eq!(status, 401);
+        assert!(body.starts_with('{'), "{body}");
+    }
+}
