@@ -29,8 +29,26 @@ pub enum CliError {
     Input(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Reading or writing a file, standard input or output, or the health check's socket
+    /// failed; `context` says what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The health check reached the server, which did not answer `200`.
     #[error("{0}")]
-    Io(String),
+    Unhealthy(String),
+}
+
+impl CliError {
+    fn io(context: impl Into<String>, source: std::io::Error) -> CliError {
+        CliError::Io {
+            context: context.into(),
+            source,
+        }
+    }
 }
 
 /// Opens the data dir's database for a command, creating it if `create` (otherwise a missing
@@ -52,7 +70,7 @@ pub fn read_password(input: &mut impl BufRead) -> Result<String, CliError> {
     let mut line = String::new();
     input
         .read_line(&mut line)
-        .map_err(|e| CliError::Io(format!("cannot read the password from standard input: {e}")))?;
+        .map_err(|e| CliError::io("cannot read the password from standard input", e))?;
     let password = line.trim_end_matches(['\n', '\r']).to_owned();
     if password.is_empty() {
         return Err(CliError::Input(
@@ -122,8 +140,8 @@ pub fn token_create(data_dir: &Path, args: &TokenCreateArgs) -> Result<String, C
     let store = open_store(data_dir, false)?;
     let secret = store.write_blocking(
         move |tx| {
-            let user =
-                users::by_email(tx, &email)?.ok_or_else(|| StoreError::not_found(format!("user {email}")))?;
+            let user = users::by_email(tx, &email)?
+                .ok_or_else(|| StoreError::not_found(store::Resource::User, format!("user {email}")))?;
             if user.disabled {
                 return Err(StoreError::conflict(format!("user {email} is disabled")));
             }
@@ -209,7 +227,7 @@ pub fn healthcheck(bind: SocketAddr) -> Result<(), CliError> {
     let addr = health_address(bind);
     let timeout = Duration::from_secs(2);
     let fail = |what: &str, e: std::io::Error| {
-        CliError::Io(format!("health check of http://{addr}/healthz: {what}: {e}"))
+        CliError::io(format!("health check of http://{addr}/healthz: {what}"), e)
     };
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| fail("cannot connect", e))?;
     stream
@@ -238,7 +256,7 @@ pub fn healthcheck(bind: SocketAddr) -> Result<(), CliError> {
     if status == "200" {
         Ok(())
     } else {
-        Err(CliError::Io(format!(
+        Err(CliError::Unhealthy(format!(
             "health check of http://{addr}/healthz answered {:?}",
             status_line.trim()
         )))
@@ -251,10 +269,10 @@ pub fn read_input(file: &Path) -> Result<Vec<u8>, CliError> {
         let mut bytes = Vec::new();
         std::io::stdin()
             .read_to_end(&mut bytes)
-            .map_err(|e| CliError::Io(format!("cannot read standard input: {e}")))?;
+            .map_err(|e| CliError::io("cannot read standard input", e))?;
         Ok(bytes)
     } else {
-        std::fs::read(file).map_err(|e| CliError::Io(format!("cannot read {}: {e}", file.display())))
+        std::fs::read(file).map_err(|e| CliError::io(format!("cannot read {}", file.display()), e))
     }
 }
 
@@ -265,13 +283,13 @@ pub fn write_output(output: Option<&PathBuf>, bytes: &[u8]) -> Result<(), CliErr
             let mut out = std::io::stdout().lock();
             out.write_all(bytes)
                 .and_then(|_| out.flush())
-                .map_err(|e| CliError::Io(format!("cannot write: {e}")))
+                .map_err(|e| CliError::io("cannot write", e))
         }
         Some(path) => {
             let tmp = path.with_extension("tmp-flagstaff-export");
             std::fs::write(&tmp, bytes)
                 .and_then(|_| std::fs::rename(&tmp, path))
-                .map_err(|e| CliError::Io(format!("cannot write {}: {e}", path.display())))
+                .map_err(|e| CliError::io(format!("cannot write {}", path.display()), e))
         }
     }
 }
@@ -315,5 +333,41 @@ pub fn import(data_dir: &Path, args: &ImportArgs) -> Result<ImportReport, CliErr
             )))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// A file that cannot be read keeps its `io::Error` as the source; the message names the
+    /// file and the reason once.
+    #[test]
+    fn io_errors_keep_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no such, \"file\"\t<é>.json");
+        let err = read_input(&missing).unwrap_err();
+        let CliError::Io { source, .. } = &err else {
+            panic!("expected an io error, got {err:?}");
+        };
+        assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(
+            err.source()
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .map(|e| e.kind()),
+            Some(std::io::ErrorKind::NotFound)
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("cannot read {}: ", missing.display())),
+            "{text}"
+        );
+        let err = write_output(Some(&dir.path().join("missing dir").join("out.json")), b"{}").unwrap_err();
+        assert!(
+            matches!(err, CliError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+            "{err:?}"
+        );
     }
 }

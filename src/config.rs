@@ -194,11 +194,11 @@ pub struct FrontendArgs {
     #[arg(
         long,
         env = "FLAGSTAFF_CORS_ORIGINS",
-        value_delimiter = ',',
         default_value = "*",
+        value_parser = AllowedOrigins::parse,
         global = true
     )]
-    pub cors_origins: Vec<String>,
+    pub cors_origins: AllowedOrigins,
     /// The URL browsers and SDKs reach this server at (e.g. `https://flags.example.com`), used
     /// for the stream URLs of OFREP `eventStreams`. By default those URLs are relative to the
     /// URL each OFREP provider was configured with.
@@ -230,6 +230,41 @@ impl FrontendArgs {
     pub const DEFAULT_CLIENT_STALE_IF_ERROR: u64 = 7 * 24 * 3600;
 }
 
+/// The origins whose pages may call the public evaluation endpoints (`--cors-origins`), parsed
+/// once at start so that a request only compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// `*`: any origin.
+    Any,
+    /// These origins only: trimmed, without a trailing `/`, compared without regard to case.
+    Listed(Vec<String>),
+}
+
+impl AllowedOrigins {
+    /// Reads a comma-separated list (`https://a.example, https://b.example/`); a `*` anywhere in
+    /// it allows any origin. Empty entries are left out.
+    pub fn parse(list: &str) -> Result<AllowedOrigins, String> {
+        let entries: Vec<&str> = list.split(',').map(str::trim).filter(|o| !o.is_empty()).collect();
+        if entries.contains(&"*") {
+            return Ok(AllowedOrigins::Any);
+        }
+        Ok(AllowedOrigins::Listed(
+            entries
+                .into_iter()
+                .map(|o| o.trim_end_matches('/').to_owned())
+                .collect(),
+        ))
+    }
+
+    /// Whether a page of `origin` (an `Origin` header's value) may call.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            AllowedOrigins::Any => true,
+            AllowedOrigins::Listed(origins) => origins.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+        }
+    }
+}
+
 /// An absolute `http(s)://` URL without query or fragment; kept without its trailing `/`.
 fn parse_public_url(s: &str) -> Result<String, String> {
     let url = s.trim().trim_end_matches('/');
@@ -250,7 +285,7 @@ impl Default for FrontendArgs {
     /// The same defaults as the command line's.
     fn default() -> Self {
         FrontendArgs {
-            cors_origins: vec!["*".to_owned()],
+            cors_origins: AllowedOrigins::Any,
             public_url: None,
             max_context_bytes: Self::DEFAULT_MAX_CONTEXT_BYTES,
             max_context_depth: Self::DEFAULT_MAX_CONTEXT_DEPTH,

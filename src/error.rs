@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 use flagstaff_eval::ValidationError;
 use serde::Serialize;
 
-use crate::store::StoreError;
+use crate::store::{Resource, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -20,8 +20,13 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
-    #[error("{0} not found")]
-    NotFound(String),
+    /// `what` names the missing thing; `resource` gives the code (`flag_not_found`), or
+    /// `not_found` when there is none (no such endpoint).
+    #[error("{what} not found")]
+    NotFound {
+        resource: Option<Resource>,
+        what: String,
+    },
     /// A path that exists, called with a method it does not take.
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -58,13 +63,21 @@ impl ApiError {
         }
     }
 
+    /// A 404 about a `resource`: `what` names it (`user 7`).
+    pub fn not_found(resource: Resource, what: impl Into<String>) -> ApiError {
+        ApiError::NotFound {
+            resource: Some(resource),
+            what: what.into(),
+        }
+    }
+
     /// The stable code of this error.
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound(_) => "not_found",
+            ApiError::NotFound { resource, .. } => resource.map_or("not_found", not_found_code),
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PreconditionFailed(_) => "precondition_failed",
@@ -73,6 +86,24 @@ impl ApiError {
             ApiError::Invalid(_) => "invalid",
             ApiError::Internal(_) => "internal",
         }
+    }
+}
+
+/// The code of a 404 about a resource; docs/api.md lists them.
+fn not_found_code(resource: Resource) -> &'static str {
+    match resource {
+        Resource::Project => "project_not_found",
+        Resource::Environment => "environment_not_found",
+        Resource::Flag => "flag_not_found",
+        Resource::Segment => "segment_not_found",
+        Resource::Schedule => "schedule_not_found",
+        Resource::ApiKey => "key_not_found",
+        Resource::RelayKey => "relay_key_not_found",
+        Resource::Token => "token_not_found",
+        Resource::User => "user_not_found",
+        Resource::Webhook => "webhook_not_found",
+        Resource::AuditEntry => "audit_entry_not_found",
+        Resource::Database => "database_not_found",
     }
 }
 
@@ -97,7 +128,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
@@ -135,7 +166,10 @@ impl ResponseError for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound { what } => ApiError::NotFound(what),
+            StoreError::NotFound { resource, what } => ApiError::NotFound {
+                resource: Some(resource),
+                what,
+            },
             StoreError::Conflict { message } => ApiError::Conflict(message),
             StoreError::Stale { .. } => ApiError::PreconditionFailed(e.to_string()),
             StoreError::Invalid(errors) => ApiError::Invalid(errors),

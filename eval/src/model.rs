@@ -118,6 +118,24 @@ pub enum FlagKind {
     Config,
 }
 
+impl FlagKind {
+    /// Every kind, in the order the pages list them.
+    pub const ALL: [FlagKind; 2] = [FlagKind::Flag, FlagKind::Config];
+
+    /// The name documents use (`"flag"`, `"config"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FlagKind::Flag => "flag",
+            FlagKind::Config => "config",
+        }
+    }
+
+    /// The kind a document names, if any.
+    pub fn parse(name: &str) -> Option<FlagKind> {
+        FlagKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlagType {
@@ -125,6 +143,31 @@ pub enum FlagType {
     String,
     Number,
     Json,
+}
+
+impl FlagType {
+    /// Every type, in the order the pages offer them.
+    pub const ALL: [FlagType; 4] = [
+        FlagType::Boolean,
+        FlagType::String,
+        FlagType::Number,
+        FlagType::Json,
+    ];
+
+    /// The name documents use (`"boolean"`, `"string"`, `"number"`, `"json"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FlagType::Boolean => "boolean",
+            FlagType::String => "string",
+            FlagType::Number => "number",
+            FlagType::Json => "json",
+        }
+    }
+
+    /// The type a document names, if any.
+    pub fn parse(name: &str) -> Option<FlagType> {
+        FlagType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
 }
 
 /// A flag (or config) with its per-environment state.
@@ -268,6 +311,59 @@ pub enum Op {
     InSegment,
 }
 
+impl Op {
+    /// Every operator, in the order of DESIGN.md §3 (and of the clause builder).
+    pub const ALL: [Op; 18] = [
+        Op::In,
+        Op::Contains,
+        Op::StartsWith,
+        Op::EndsWith,
+        Op::Matches,
+        Op::Lt,
+        Op::Lte,
+        Op::Gt,
+        Op::Gte,
+        Op::SemverEq,
+        Op::SemverLt,
+        Op::SemverLte,
+        Op::SemverGt,
+        Op::SemverGte,
+        Op::Before,
+        Op::After,
+        Op::Exists,
+        Op::InSegment,
+    ];
+
+    /// The name documents use (`"starts_with"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Op::In => "in",
+            Op::Contains => "contains",
+            Op::StartsWith => "starts_with",
+            Op::EndsWith => "ends_with",
+            Op::Matches => "matches",
+            Op::Lt => "lt",
+            Op::Lte => "lte",
+            Op::Gt => "gt",
+            Op::Gte => "gte",
+            Op::SemverEq => "semver_eq",
+            Op::SemverLt => "semver_lt",
+            Op::SemverLte => "semver_lte",
+            Op::SemverGt => "semver_gt",
+            Op::SemverGte => "semver_gte",
+            Op::Before => "before",
+            Op::After => "after",
+            Op::Exists => "exists",
+            Op::InSegment => "in_segment",
+        }
+    }
+
+    /// The operator a document names, if any.
+    pub fn parse(name: &str) -> Option<Op> {
+        Op::ALL.into_iter().find(|op| op.as_str() == name)
+    }
+}
+
 /// What a rule or the fallthrough serves: `{"variation": "on"}` or `{"rollout": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -299,4 +395,35 @@ pub struct WeightedVariation {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names are the ones serde reads and writes, and `ALL` lists every variant once.
+    #[test]
+    fn names_are_the_documents() {
+        fn check<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug + Copy>(
+            all: &[T],
+            name: fn(T) -> &'static str,
+            parse: fn(&str) -> Option<T>,
+        ) {
+            let mut seen = std::collections::BTreeSet::new();
+            for &v in all {
+                assert_eq!(serde_json::to_value(v).unwrap(), Value::from(name(v)));
+                assert_eq!(serde_json::from_value::<T>(Value::from(name(v))).unwrap(), v);
+                assert_eq!(parse(name(v)), Some(v));
+                assert!(seen.insert(name(v)), "{} twice", name(v));
+            }
+            assert_eq!(parse("In"), None);
+            assert_eq!(parse(""), None);
+        }
+        check(&Op::ALL, Op::as_str, Op::parse);
+        check(&FlagType::ALL, FlagType::as_str, FlagType::parse);
+        check(&FlagKind::ALL, FlagKind::as_str, FlagKind::parse);
+        // The lists of DESIGN.md §2 and §3: a variant added to an enum must be added to `ALL`.
+        assert_eq!(Op::ALL.len(), 18);
+        assert_eq!(FlagType::ALL.len(), 4);
+    }
 }

@@ -271,7 +271,7 @@ impl Validator {
     /// `segments` is `None` inside a segment's own rules, where `in_segment` is not allowed.
     fn clause(&mut self, path: &str, clause: &Clause, segments: Option<&HashSet<&str>>) {
         let op = clause.op;
-        let op_name = op_name(op);
+        let op_name = op.as_str();
         match (op, clause.attribute.as_deref()) {
             (Op::InSegment, Some(_)) => self.error(
                 format!("{path}.attribute"),
@@ -385,7 +385,7 @@ impl Validator {
                     format!(
                         "expected {} for a {} flag, got {}",
                         type_expectation(flag.flag_type),
-                        type_name(flag.flag_type),
+                        flag.flag_type.as_str(),
                         show(&variation.value)
                     ),
                 );
@@ -636,7 +636,7 @@ fn check_operand(op: Op, value: &Value, segments: Option<&HashSet<&str>>) -> Res
     let expect_string = || {
         value
             .as_str()
-            .ok_or_else(|| format!("op {} takes strings, got {}", op_name(op), show(value)))
+            .ok_or_else(|| format!("op {} takes strings, got {}", op.as_str(), show(value)))
     };
     match op {
         Op::In => match value {
@@ -655,7 +655,7 @@ fn check_operand(op: Op, value: &Value, segments: Option<&HashSet<&str>>) -> Res
         }
         Op::Lt | Op::Lte | Op::Gt | Op::Gte => match value {
             Value::Number(_) => Ok(()),
-            _ => Err(format!("op {} takes numbers, got {}", op_name(op), show(value))),
+            _ => Err(format!("op {} takes numbers, got {}", op.as_str(), show(value))),
         },
         Op::SemverEq | Op::SemverLt | Op::SemverLte | Op::SemverGt | Op::SemverGte => {
             let version = expect_string()?;
@@ -670,7 +670,7 @@ fn check_operand(op: Op, value: &Value, segments: Option<&HashSet<&str>>) -> Res
             Value::Number(_) => Ok(()),
             _ => Err(format!(
                 "op {} takes RFC 3339 strings or Unix milliseconds, got {}",
-                op_name(op),
+                op.as_str(),
                 show(value)
             )),
         },
@@ -703,15 +703,6 @@ fn value_has_type(flag_type: FlagType, value: &Value) -> bool {
     }
 }
 
-fn type_name(flag_type: FlagType) -> &'static str {
-    match flag_type {
-        FlagType::Boolean => "boolean",
-        FlagType::String => "string",
-        FlagType::Number => "number",
-        FlagType::Json => "json",
-    }
-}
-
 fn type_expectation(flag_type: FlagType) -> &'static str {
     match flag_type {
         FlagType::Boolean => "true or false",
@@ -719,14 +710,6 @@ fn type_expectation(flag_type: FlagType) -> &'static str {
         FlagType::Number => "a number",
         FlagType::Json => "any JSON value",
     }
-}
-
-/// The op as written in documents.
-fn op_name(op: Op) -> String {
-    serde_json::to_value(op)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{op:?}"))
 }
 
 /// A value for a message: compact JSON, shortened if long.

@@ -105,22 +105,16 @@ impl FromRequest for Admin {
 
 /// The user of a signed-in session of the admin pages, as an API caller.
 async fn session_admin(req: &HttpRequest) -> Result<Admin, ApiError> {
-    use actix_web::http::StatusCode;
     match crate::http::admin::session::AdminSession::extract(req).await {
         Ok(session) => Ok(Admin {
             user: session.user,
             token_id: None,
         }),
         // Signed out: the pages answer with a redirect to the sign-in page, the API with 401.
-        Err(e)
-            if e.status == StatusCode::UNAUTHORIZED
-                || e.location.as_deref().is_some_and(|l| l.starts_with("/sign-in")) =>
-        {
-            Err(ApiError::Unauthorized(
-                "the session is signed out or unknown; sign in again".into(),
-            ))
-        }
-        Err(e) => Err(ApiError::Forbidden(e.message)),
+        Err(e) if e.is_signed_out() => Err(ApiError::Unauthorized(
+            "the session is signed out or unknown; sign in again".into(),
+        )),
+        Err(e) => Err(ApiError::Forbidden(e.message())),
     }
 }
 

@@ -2,9 +2,9 @@
 //! browsers on other origins call them with a client key. `/api` and the admin pages never get
 //! these headers, so a page elsewhere can never read them.
 //!
-//! The allowed origins come from the settings (`--cors-origins`, default `*`), read per request
-//! from the application state, which is why this is our own middleware and not a builder fixed
-//! at startup.
+//! The allowed origins come from the settings (`--cors-origins`, default `*`, parsed once at
+//! start into [`AllowedOrigins`]), read per request from the application state, which is why
+//! this is our own middleware and not a builder fixed at startup.
 
 use std::future::{Ready, ready};
 
@@ -16,6 +16,7 @@ use actix_web::{Error, HttpRequest, HttpResponse, web};
 use futures_util::TryFutureExt as _;
 use futures_util::future::{Either, MapOk};
 
+use crate::config::AllowedOrigins;
 use crate::state::Serving;
 
 /// Request headers a page may send: the key, the body's type, revalidation, SSE resumption.
@@ -39,18 +40,15 @@ enum Allowed {
     No,
 }
 
-fn allowed(origins: &[String], origin: Option<&HeaderValue>) -> Allowed {
-    if origins.iter().any(|o| o.trim() == "*") {
+fn allowed(origins: &AllowedOrigins, origin: Option<&HeaderValue>) -> Allowed {
+    if *origins == AllowedOrigins::Any {
         return Allowed::Any;
     }
     let Some(origin) = origin else { return Allowed::No };
     let Ok(text) = origin.to_str() else {
         return Allowed::No;
     };
-    let listed = origins
-        .iter()
-        .any(|o| o.trim().trim_end_matches('/').eq_ignore_ascii_case(text));
-    if listed {
+    if origins.allows(text) {
         Allowed::Origin(origin.clone())
     } else {
         Allowed::No
@@ -141,10 +139,13 @@ where
 
 /// What the settings allow for this request's `Origin`.
 fn allowed_for(req: &HttpRequest) -> Allowed {
-    let origins = req
-        .app_data::<web::Data<Serving>>()
-        .map_or(&[][..], |s| &s.settings.serve.frontend.cors_origins[..]);
-    allowed(origins, req.headers().get(header::ORIGIN))
+    match req.app_data::<web::Data<Serving>>() {
+        Some(s) => allowed(
+            &s.settings.serve.frontend.cors_origins,
+            req.headers().get(header::ORIGIN),
+        ),
+        None => Allowed::No,
+    }
 }
 
 fn finish<B>(mut res: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>> {
@@ -166,7 +167,7 @@ mod tests {
 
     #[test]
     fn a_star_allows_any_origin_with_a_wildcard() {
-        let origins = vec!["*".to_owned()];
+        let origins = AllowedOrigins::parse("https://a.example, *").unwrap();
         assert_eq!(
             allowed(&origins, Some(&HeaderValue::from_static("https://a.example"))),
             Allowed::Any
@@ -176,10 +177,7 @@ mod tests {
 
     #[test]
     fn listed_origins_are_echoed_and_others_refused() {
-        let origins = vec![
-            "https://a.example/".to_owned(),
-            " http://b.example:8080".to_owned(),
-        ];
+        let origins = AllowedOrigins::parse("https://a.example/, http://b.example:8080,").unwrap();
         let a = HeaderValue::from_static("https://a.example");
         assert_eq!(allowed(&origins, Some(&a)), Allowed::Origin(a.clone()));
         let b = HeaderValue::from_static("http://b.example:8080");

@@ -111,10 +111,10 @@ fn open_published(published: &Path) -> Result<File, StoreError> {
     // One open, one inode: a publication that lands meanwhile renames a new file over the name
     // and leaves this one as it is.
     File::open(published).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => StoreError::not_found(format!(
-            "the database {} (is the data dir right?)",
-            published.display()
-        )),
+        std::io::ErrorKind::NotFound => StoreError::not_found(
+            crate::store::Resource::Database,
+            format!("the database {} (is the data dir right?)", published.display()),
+        ),
         _ => io_error(format!("cannot open {}", published.display()), e),
     })
 }

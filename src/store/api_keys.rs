@@ -159,7 +159,7 @@ pub fn create_audited(
     let info = list(conn, env.id)?
         .into_iter()
         .find(|k| k.id == id)
-        .ok_or_else(|| super::StoreError::not_found(format!("key {id}")))?;
+        .ok_or_else(|| super::StoreError::not_found(super::Resource::ApiKey, format!("key {id}")))?;
     let after = audit_json(&info);
     let id = id.to_string();
     super::audit::record(
@@ -191,9 +191,10 @@ pub fn revoke_audited(
         .into_iter()
         .find(|k| k.id == id && k.revoked_at.is_none())
     else {
-        return Err(super::StoreError::not_found(format!(
-            "key {id} (or it is already revoked)"
-        )));
+        return Err(super::StoreError::not_found(
+            super::Resource::ApiKey,
+            format!("key {id} (or it is already revoked)"),
+        ));
     };
     revoke(conn, env.id, id)?;
     let before = audit_json(&before);

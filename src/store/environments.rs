@@ -96,8 +96,12 @@ pub fn find(conn: &Connection, project_id: i64, key: &str) -> Result<Option<Envi
 
 /// The environment `key` of a project; 404 if there is none.
 pub fn in_project(conn: &Connection, head: &ProjectHead, key: &str) -> Result<Environment> {
-    find(conn, head.id, key)?
-        .ok_or_else(|| StoreError::not_found(format!("environment {key:?} in project {:?}", head.key)))
+    find(conn, head.id, key)?.ok_or_else(|| {
+        StoreError::not_found(
+            super::Resource::Environment,
+            format!("environment {key:?} in project {:?}", head.key),
+        )
+    })
 }
 
 /// One environment; 404 if the project or the environment does not exist.

@@ -108,8 +108,12 @@ pub(crate) fn row(conn: &Connection, project_id: i64, key: &str) -> Result<Optio
 }
 
 fn existing(conn: &Connection, head: &ProjectHead, key: &str) -> Result<FlagRow> {
-    row(conn, head.id, key)?
-        .ok_or_else(|| StoreError::not_found(format!("flag {key:?} in project {:?}", head.key)))
+    row(conn, head.id, key)?.ok_or_else(|| {
+        StoreError::not_found(
+            super::Resource::Flag,
+            format!("flag {key:?} in project {:?}", head.key),
+        )
+    })
 }
 
 /// The stored state of a flag in an environment, with its version (the default state,
@@ -729,9 +733,10 @@ pub fn history(
         },
     )?;
     if entries.is_empty() && before.is_none() && row(conn, head.id, key)?.is_none() {
-        return Err(StoreError::not_found(format!(
-            "flag {key:?} in project {project:?}"
-        )));
+        return Err(StoreError::not_found(
+            super::Resource::Flag,
+            format!("flag {key:?} in project {project:?}"),
+        ));
     }
     Ok(entries)
 }
@@ -748,8 +753,9 @@ pub fn restore(
 ) -> Result<(Flag, Changes)> {
     let head = projects::head(tx, project)?;
     let refuse = |message: String| StoreError::Invalid(vec![ValidationError::new("audit_id", message)]);
-    let entry =
-        audit::get(tx, audit_id)?.ok_or_else(|| StoreError::not_found(format!("audit entry {audit_id}")))?;
+    let entry = audit::get(tx, audit_id)?.ok_or_else(|| {
+        StoreError::not_found(super::Resource::AuditEntry, format!("audit entry {audit_id}"))
+    })?;
     if entry.project.as_deref() != Some(project)
         || entry.entity_key.as_deref() != Some(key)
         || !HISTORY_KINDS.contains(&entry.entity_kind.as_str())

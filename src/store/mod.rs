@@ -62,11 +62,32 @@ pub fn database_path(data_dir: &Path) -> PathBuf {
     data_dir.join("flagstaff.db")
 }
 
+/// What kind of thing was not found; the API's error code says it (`flag_not_found`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Project,
+    Environment,
+    Flag,
+    Segment,
+    Schedule,
+    /// An SDK key (server or client).
+    ApiKey,
+    RelayKey,
+    /// An admin token.
+    Token,
+    User,
+    Webhook,
+    AuditEntry,
+    /// The published database file (a backup of a data dir that has none).
+    Database,
+}
+
 /// Errors of the store. User mistakes have their own variants so the HTTP layer can answer 4xx.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// `what` names the missing thing for a person (`flag "a" in project "shop"`).
     #[error("{what} not found")]
-    NotFound { what: String },
+    NotFound { resource: Resource, what: String },
     #[error("{message}")]
     Conflict { message: String },
     /// `If-Match` named a version that is no longer current.
@@ -96,8 +117,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub fn not_found(what: impl Into<String>) -> Self {
-        StoreError::NotFound { what: what.into() }
+    pub fn not_found(resource: Resource, what: impl Into<String>) -> Self {
+        StoreError::NotFound {
+            resource,
+            what: what.into(),
+        }
     }
     pub fn conflict(message: impl Into<String>) -> Self {
         StoreError::Conflict {

@@ -60,7 +60,8 @@ pub struct ProjectUpdate {
 
 /// The project with this key; 404 if there is none.
 pub fn head(conn: &Connection, key: &str) -> Result<ProjectHead> {
-    find(conn, key)?.ok_or_else(|| StoreError::not_found(format!("project {key:?}")))
+    find(conn, key)?
+        .ok_or_else(|| StoreError::not_found(super::Resource::Project, format!("project {key:?}")))
 }
 
 /// The project with this key, if any.

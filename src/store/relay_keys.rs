@@ -103,7 +103,7 @@ pub fn create_audited(
     let info = list(conn, head.id)?
         .into_iter()
         .find(|k| k.id == id)
-        .ok_or_else(|| super::StoreError::not_found(format!("relay key {id}")))?;
+        .ok_or_else(|| super::StoreError::not_found(super::Resource::RelayKey, format!("relay key {id}")))?;
     let after = audit_json(&info);
     let id = id.to_string();
     super::audit::record(conn, actor, "create", entity(&id, project), None, Some(&after))?;
@@ -118,9 +118,10 @@ pub fn revoke_audited(conn: &Connection, actor: &super::audit::Actor, project: &
         .into_iter()
         .find(|k| k.id == id && k.revoked_at.is_none())
     else {
-        return Err(super::StoreError::not_found(format!(
-            "relay key {id} (or it is already revoked)"
-        )));
+        return Err(super::StoreError::not_found(
+            super::Resource::RelayKey,
+            format!("relay key {id} (or it is already revoked)"),
+        ));
     };
     conn.execute(
         "UPDATE relay_keys SET revoked_at = ?3 WHERE id = ?1 AND project_id = ?2 AND revoked_at IS NULL",

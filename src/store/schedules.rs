@@ -194,8 +194,12 @@ fn collect(stmt: &mut rusqlite::CachedStatement<'_>, params: impl rusqlite::Para
 /// latest applied, failed or cancelled ones, newest first.
 pub fn list(conn: &Connection, project: &str, flag: &str, env: &str) -> Result<Vec<Schedule>> {
     let head = projects::head(conn, project)?;
-    let row = flags::row(conn, head.id, flag)?
-        .ok_or_else(|| StoreError::not_found(format!("flag {flag:?} in project {project:?}")))?;
+    let row = flags::row(conn, head.id, flag)?.ok_or_else(|| {
+        StoreError::not_found(
+            super::Resource::Flag,
+            format!("flag {flag:?} in project {project:?}"),
+        )
+    })?;
     let env = environments::in_project(conn, &head, env)?;
     let mut pending = conn.prepare_cached(&format!(
         "{SELECT} WHERE s.flag_id = ?1 AND s.environment_id = ?2 AND s.status = 'pending' ORDER BY s.at, s.id"
@@ -221,7 +225,7 @@ fn one(conn: &Connection, id: i64) -> Result<Schedule> {
     let mut stmt = conn.prepare_cached(&format!("{SELECT} WHERE s.id = ?1"))?;
     collect(&mut stmt, [id])?
         .pop()
-        .ok_or_else(|| StoreError::not_found(format!("schedule {id}")))
+        .ok_or_else(|| StoreError::not_found(super::Resource::Schedule, format!("schedule {id}")))
 }
 
 fn entity<'a>(project: &'a str, flag: &'a str, env: &'a str) -> Entity<'a> {
@@ -269,8 +273,12 @@ pub fn create(
     new: NewSchedule,
 ) -> Result<(Schedule, Changes)> {
     let head = projects::head(tx, project)?;
-    let row = flags::row(tx, head.id, flag)?
-        .ok_or_else(|| StoreError::not_found(format!("flag {flag:?} in project {project:?}")))?;
+    let row = flags::row(tx, head.id, flag)?.ok_or_else(|| {
+        StoreError::not_found(
+            super::Resource::Flag,
+            format!("flag {flag:?} in project {project:?}"),
+        )
+    })?;
     let environment = environments::in_project(tx, &head, env)?;
     let at = parse_at(&new.at, "at")?;
     if at < now_ms() - PAST_TOLERANCE_MS {
@@ -317,7 +325,12 @@ pub fn cancel(
     id: i64,
 ) -> Result<(Schedule, Changes)> {
     let head = projects::head(tx, project)?;
-    let gone = || StoreError::not_found(format!("schedule {id} of flag {flag:?} in {env:?}"));
+    let gone = || {
+        StoreError::not_found(
+            super::Resource::Schedule,
+            format!("schedule {id} of flag {flag:?} in {env:?}"),
+        )
+    };
     let before = match one(tx, id) {
         Ok(s) => s,
         Err(StoreError::NotFound { .. }) => return Err(gone()),

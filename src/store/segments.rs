@@ -23,8 +23,12 @@ pub(crate) fn find(conn: &Connection, project_id: i64, key: &str) -> Result<Opti
 }
 
 fn existing(conn: &Connection, head: &ProjectHead, key: &str) -> Result<(i64, Segment)> {
-    find(conn, head.id, key)?
-        .ok_or_else(|| StoreError::not_found(format!("segment {key:?} in project {:?}", head.key)))
+    find(conn, head.id, key)?.ok_or_else(|| {
+        StoreError::not_found(
+            super::Resource::Segment,
+            format!("segment {key:?} in project {:?}", head.key),
+        )
+    })
 }
 
 /// The project's segments by key.

@@ -149,9 +149,9 @@ pub fn update(conn: &Connection, id: i64, role: Option<Role>, disabled: Option<b
         params![id, role.map(Role::as_str), disabled, now_ms()],
     )?;
     if n == 0 {
-        return Err(StoreError::not_found(format!("user {id}")));
+        return Err(StoreError::not_found(super::Resource::User, format!("user {id}")));
     }
-    info(conn, id)?.ok_or_else(|| StoreError::not_found(format!("user {id}")))
+    info(conn, id)?.ok_or_else(|| StoreError::not_found(super::Resource::User, format!("user {id}")))
 }
 
 /// How the audit log names a user.
@@ -175,7 +175,8 @@ pub fn invite(
 ) -> Result<UserInfo> {
     let user = insert(conn, email, role, password_hash)?;
     require_password_change(conn, user.id)?;
-    let created = info(conn, user.id)?.ok_or_else(|| StoreError::not_found("the new user"))?;
+    let created =
+        info(conn, user.id)?.ok_or_else(|| StoreError::not_found(super::Resource::User, "the new user"))?;
     let after = serde_json::to_value(&created)?;
     super::audit::record(
         conn,
@@ -197,7 +198,8 @@ pub fn change(
     role: Option<Role>,
     disabled: Option<bool>,
 ) -> Result<UserInfo> {
-    let before = info(conn, id)?.ok_or_else(|| StoreError::not_found(format!("user {id}")))?;
+    let before =
+        info(conn, id)?.ok_or_else(|| StoreError::not_found(super::Resource::User, format!("user {id}")))?;
     let after = update(conn, id, role, disabled)?;
     if active_admins(conn)? == 0 {
         // The caller's transaction is rolled back by this error: nothing changes.

@@ -113,7 +113,7 @@ pub fn get(conn: &Connection, project: &str, id: i64) -> Result<Webhook> {
     .query_row(params![head.id, id], |r| Ok(from_row(r)))
     .optional()?
     .transpose()?
-    .ok_or_else(|| StoreError::not_found(format!("webhook {id}")))
+    .ok_or_else(|| StoreError::not_found(super::Resource::Webhook, format!("webhook {id}")))
 }
 
 /// Every environment named must exist in the project (400 naming `environments[i]`).

@@ -70,7 +70,7 @@ async fn a_new_project_gets_three_environments_and_can_be_renamed_and_deleted() 
     assert!(app.state.snapshots.find("shop", "production").is_none());
     let gone = app.call("GET", "/api/v1/projects/shop", Some(&admin), None).await;
     assert_eq!(gone.status, 404);
-    assert_eq!(error_of(&gone.body).0, "not_found");
+    assert_eq!(error_of(&gone.body).0, "project_not_found");
     // create, update, delete
     assert_eq!(audit_rows(&app), 3);
 }
@@ -202,7 +202,7 @@ async fn project_mistakes_are_4xx_and_change_nothing() {
             "/api/v1/projects/nope",
             None,
             404,
-            "not_found",
+            "project_not_found",
             None,
         ),
         (
@@ -211,7 +211,7 @@ async fn project_mistakes_are_4xx_and_change_nothing() {
             "/api/v1/projects/nope",
             Some(json!({"name": "n"})),
             404,
-            "not_found",
+            "project_not_found",
             None,
         ),
         (
@@ -220,7 +220,7 @@ async fn project_mistakes_are_4xx_and_change_nothing() {
             "/api/v1/projects/nope",
             None,
             404,
-            "not_found",
+            "project_not_found",
             None,
         ),
         (
@@ -466,4 +466,101 @@ async fn environments_are_created_renamed_and_deleted_by_admins() {
         .call("GET", "/api/v1/projects/shop/environments/qa", Some(&admin), None)
         .await;
     assert_eq!(gone.status, 404);
+}
+
+/// Every 404 of the management API says what was missing in its code (docs/api.md lists them),
+/// and its message names the thing as the caller wrote it; an unknown endpoint stays
+/// `not_found`. Nothing is stored by a refused call.
+#[actix_web::test]
+async fn each_missing_thing_has_its_own_code() {
+    let (app, admin) = app();
+    crate::api_common::import_shop(&app, &admin).await;
+    let before = dump(&app);
+    // A key that is no flag, segment or environment of the project: comma, quote, tab,
+    // unicode and markup, percent-encoded in the URL.
+    let hostile = "a,\"b\"\t<script>é";
+    let enc = percent_encoding::utf8_percent_encode(hostile, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let p = "/api/v1/projects/shop";
+    let cases: Vec<(&str, String, Option<serde_json::Value>, &str)> = vec![
+        (
+            "GET",
+            format!("/api/v1/projects/{enc}"),
+            None,
+            "project_not_found",
+        ),
+        (
+            "GET",
+            format!("/api/v1/projects/{enc}/flags"),
+            None,
+            "project_not_found",
+        ),
+        (
+            "GET",
+            format!("{p}/environments/{enc}"),
+            None,
+            "environment_not_found",
+        ),
+        (
+            "PATCH",
+            format!("{p}/flags/new-checkout/environments/{enc}"),
+            Some(json!({"enabled": true})),
+            "environment_not_found",
+        ),
+        ("GET", format!("{p}/flags/{enc}"), None, "flag_not_found"),
+        (
+            "PATCH",
+            format!("{p}/flags/{enc}/environments/production"),
+            Some(json!({"enabled": true})),
+            "flag_not_found",
+        ),
+        ("GET", format!("{p}/segments/{enc}"), None, "segment_not_found"),
+        ("DELETE", format!("{p}/segments/{enc}"), None, "segment_not_found"),
+        (
+            "DELETE",
+            format!("{p}/flags/new-checkout/environments/production/schedules/999"),
+            None,
+            "schedule_not_found",
+        ),
+        (
+            "DELETE",
+            format!("{p}/environments/production/keys/999"),
+            None,
+            "key_not_found",
+        ),
+        (
+            "DELETE",
+            format!("{p}/environments/production/keys/{enc}"),
+            None,
+            "key_not_found",
+        ),
+        ("DELETE", format!("{p}/keys/999"), None, "relay_key_not_found"),
+        ("DELETE", "/api/v1/tokens/999".to_owned(), None, "token_not_found"),
+        ("GET", "/api/v1/users/999".to_owned(), None, "user_not_found"),
+        ("GET", format!("/api/v1/users/{enc}"), None, "user_not_found"),
+        ("GET", format!("{p}/webhooks/999"), None, "webhook_not_found"),
+        (
+            "POST",
+            format!("{p}/flags/new-checkout/restore"),
+            Some(json!({"audit_id": 999_999})),
+            "audit_entry_not_found",
+        ),
+        ("GET", format!("/api/v1/{enc}"), None, "not_found"),
+    ];
+    for (method, path, body, code) in cases {
+        let reply = app.call(method, &path, Some(&admin), body).await;
+        assert_eq!(reply.status, 404, "{method} {path}: {}", reply.body);
+        let (got, message) = (
+            error_of(&reply.body).0,
+            reply.body["error"]["message"].as_str().unwrap_or(""),
+        );
+        assert_eq!(got, code, "{method} {path}: {}", reply.body);
+        assert!(message.ends_with("not found"), "{method} {path}: {message}");
+        if path.contains(&enc) && code != "key_not_found" && code != "user_not_found" && code != "not_found" {
+            assert!(
+                message.contains(&format!("{hostile:?}")),
+                "{method} {path}: the message names {hostile:?}: {message}"
+            );
+        }
+    }
+    assert_eq!(dump(&app), before, "a refused call changes nothing");
 }

@@ -111,7 +111,7 @@ async fn a_key_is_shown_once_listed_without_secret_and_revoked_at_once() {
         .call("DELETE", &format!("{KEYS}/{id}"), Some(&admin), None)
         .await;
     assert_eq!(again.status, 404);
-    assert_eq!(again.body["error"]["code"], "not_found");
+    assert_eq!(again.body["error"]["code"], "key_not_found");
 
     let listed = app.call("GET", KEYS, Some(&admin), None).await;
     assert!(listed.body["keys"][0]["revoked_at"].is_i64(), "{:?}", listed.body);

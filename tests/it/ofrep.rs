@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use base64::Engine as _;
 use clap::Parser as _;
 use flagstaff::build_app;
-use flagstaff::config::{Cli, FrontendArgs};
+use flagstaff::config::{AllowedOrigins, Cli, FrontendArgs};
 use flagstaff::store::Changes;
 use flagstaff::store::api_keys::{self, KeyKind};
 use flagstaff::store::users::Role;
@@ -924,7 +924,9 @@ async fn preflights_are_answered_for_the_public_endpoints_only() {
 
 #[actix_web::test]
 async fn allowed_origins_can_be_listed() {
-    let app = TestApp::with_settings(|s| s.serve.frontend.cors_origins = vec!["https://shop.example".into()]);
+    let app = TestApp::with_settings(|s| {
+        s.serve.frontend.cors_origins = AllowedOrigins::parse("https://shop.example").unwrap()
+    });
     let web = Web::with(app).await;
     let ok = [
         ("Origin", "https://shop.example"),
@@ -1189,7 +1191,7 @@ fn frontend_defaults_are_the_command_lines() {
     .unwrap();
     assert_eq!(
         cli.serve.frontend.cors_origins,
-        ["https://a.example", "https://b.example"]
+        AllowedOrigins::Listed(vec!["https://a.example".into(), "https://b.example".into()])
     );
     let err = Cli::try_parse_from(["flagstaff", "--public-url", "flags.example.com"])
         .unwrap_err()

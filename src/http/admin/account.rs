@@ -83,7 +83,7 @@ fn sign_in_response(
     };
     let mut resp = render(status, &page)?;
     resp.add_cookie(&session::sign_in_cookie(state, req, csrf.clone()))
-        .map_err(|e| PageError::internal(e.to_string()))?;
+        .map_err(PageError::internal)?;
     Ok(resp)
 }
 
@@ -134,22 +134,16 @@ fn throttled(refused: Throttled, subject: &Subject) -> PageError {
         (Scope::Subject, Subject::Account(_)) => "for this account from your address",
         _ => "from your address",
     };
-    PageError {
-        retry_after: Some(secs),
-        ..PageError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("Too many failed {what} {who}. Wait {wait}, then try again."),
-        )
+    PageError::Throttled {
+        message: format!("Too many failed {what} {who}. Wait {wait}, then try again."),
+        retry_after: secs,
     }
 }
 
 fn busy() -> PageError {
-    PageError {
-        retry_after: Some(1),
-        ..PageError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "The server is busy checking other passwords. Try again in a second.",
-        )
+    PageError::Throttled {
+        message: "The server is busy checking other passwords. Try again in a second.".to_owned(),
+        retry_after: 1,
     }
 }
 
@@ -229,7 +223,7 @@ async fn sign_in(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Pag
     let slot = hashing_slot(&state)?;
     let verified = web::block(move || slot.verify(&password, hash.as_deref().unwrap_or(&DUMMY_HASH)))
         .await
-        .map_err(|e| PageError::internal(e.to_string()))?;
+        .map_err(PageError::internal)?;
     let user = credentials.filter(|c| verified && !c.user.disabled);
 
     let Some(credentials) = user else {
@@ -257,9 +251,9 @@ async fn sign_in(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Pag
     };
     let mut resp = see_other(location);
     resp.add_cookie(&session::session_cookie(&state, &req, new.token))
-        .map_err(|e| PageError::internal(e.to_string()))?;
+        .map_err(PageError::internal)?;
     resp.add_removal_cookie(&session::sign_in_cookie(&state, &req, String::new()))
-        .map_err(|e| PageError::internal(e.to_string()))?;
+        .map_err(PageError::internal)?;
     Ok(resp)
 }
 
@@ -272,7 +266,7 @@ async fn sign_out(req: HttpRequest, posted: Posted) -> Result<HttpResponse, Page
         .await?;
     let mut resp = see_other("/sign-in");
     resp.add_cookie(&session::removal_cookie(&state, &req, SESSION_COOKIE))
-        .map_err(|e| PageError::internal(e.to_string()))?;
+        .map_err(PageError::internal)?;
     Ok(resp)
 }
 
@@ -382,7 +376,7 @@ async fn setup(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, PageE
     let slot = hashing_slot(&state)?;
     let hash = web::block(move || slot.hash(&password))
         .await
-        .map_err(|e| PageError::internal(e.to_string()))?;
+        .map_err(PageError::internal)?;
     attempt.succeeded();
     let max_ms = session::max_ms(&state);
     let created = state
@@ -415,7 +409,7 @@ async fn setup(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, PageE
     tracing::info!(email = %email_input, "created the first admin with the setup link");
     let mut resp = see_other("/projects");
     resp.add_cookie(&session::session_cookie(&state, &req, new.token))
-        .map_err(|e| PageError::internal(e.to_string()))?;
+        .map_err(PageError::internal)?;
     Ok(resp)
 }
 
@@ -516,7 +510,7 @@ async fn change_password(req: HttpRequest, posted: Posted) -> Result<HttpRespons
         (slot, verified)
     })
     .await
-    .map_err(|e| PageError::internal(e.to_string()))?;
+    .map_err(PageError::internal)?;
     if verified {
         attempt.succeeded();
     } else {
@@ -536,7 +530,7 @@ async fn change_password(req: HttpRequest, posted: Posted) -> Result<HttpRespons
     }
     let hash = web::block(move || slot.hash(&new_password))
         .await
-        .map_err(|e| PageError::internal(e.to_string()))?;
+        .map_err(PageError::internal)?;
     let (session_id, actor, user_email) = (session.id, session.actor(), session.user.email.clone());
     // The other sessions end first (operational database), then the password changes (published):
     // a crash between the two leaves the old password with everyone else signed out, never the

@@ -193,8 +193,9 @@ async fn restore(req: HttpRequest, posted: Posted, path: web::Path<i64>) -> Resu
     let actor = posted.session.actor();
     let location = state
         .write(move |tx| {
-            let entry =
-                audit::get(tx, id)?.ok_or_else(|| StoreError::not_found(format!("audit entry {id}")))?;
+            let entry = audit::get(tx, id)?.ok_or_else(|| {
+                StoreError::not_found(crate::store::Resource::AuditEntry, format!("audit entry {id}"))
+            })?;
             let (Some(project), Some(key)) = (entry.project.clone(), entry.entity_key.clone()) else {
                 return Err(StoreError::bad_request(
                     "this entry names no project and key to restore",

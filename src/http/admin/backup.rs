@@ -16,7 +16,7 @@ use super::view::{self, Layout};
 use super::{PageError, ok};
 use crate::store::audit::{self, Entity};
 use crate::store::users::Role;
-use crate::store::{Changes, now_ms};
+use crate::store::{Changes, StoreError, now_ms};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.route("", web::get().to(page))
@@ -57,7 +57,7 @@ async fn download(req: HttpRequest, posted: Posted) -> Result<HttpResponse, Page
     // Opened before anything else: the copy holds every change committed before this moment.
     let file = tokio::fs::File::open(state.store.path())
         .await
-        .map_err(|e| PageError::internal(format!("cannot open the database for a backup: {e}")))?;
+        .map_err(|e| PageError::internal(StoreError::io("cannot open the database for a backup", e)))?;
     let length = file.metadata().await.map(|m| m.len()).ok();
     let actor = posted.session.actor();
     state

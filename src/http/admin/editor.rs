@@ -39,53 +39,39 @@ pub fn configure(cfg: &mut ServiceConfig) {
     super::changes::configure(cfg);
 }
 
-/// Every operator, as the clause builder offers them.
-pub const OPS: [(&str, &str); 18] = [
-    ("in", "is one of"),
-    ("contains", "contains"),
-    ("starts_with", "starts with"),
-    ("ends_with", "ends with"),
-    ("matches", "matches regex"),
-    ("lt", "< (number)"),
-    ("lte", "≤ (number)"),
-    ("gt", "> (number)"),
-    ("gte", "≥ (number)"),
-    ("semver_eq", "= (semver)"),
-    ("semver_lt", "< (semver)"),
-    ("semver_lte", "≤ (semver)"),
-    ("semver_gt", "> (semver)"),
-    ("semver_gte", "≥ (semver)"),
-    ("before", "before (date)"),
-    ("after", "after (date)"),
-    ("exists", "exists"),
-    ("in_segment", "is in segment"),
-];
-
-fn op_code(op: Op) -> &'static str {
-    match op {
-        Op::In => "in",
-        Op::Contains => "contains",
-        Op::StartsWith => "starts_with",
-        Op::EndsWith => "ends_with",
-        Op::Matches => "matches",
-        Op::Lt => "lt",
-        Op::Lte => "lte",
-        Op::Gt => "gt",
-        Op::Gte => "gte",
-        Op::SemverEq => "semver_eq",
-        Op::SemverLt => "semver_lt",
-        Op::SemverLte => "semver_lte",
-        Op::SemverGt => "semver_gt",
-        Op::SemverGte => "semver_gte",
-        Op::Before => "before",
-        Op::After => "after",
-        Op::Exists => "exists",
-        Op::InSegment => "in_segment",
+/// Every operator (its name in documents, its label), as the clause builder offers them.
+pub const OPS: [(&str, &str); Op::ALL.len()] = {
+    let mut ops = [("", ""); Op::ALL.len()];
+    let mut i = 0;
+    while i < ops.len() {
+        ops[i] = (Op::ALL[i].as_str(), op_label(Op::ALL[i]));
+        i += 1;
     }
-}
+    ops
+};
 
-fn parse_op(s: &str) -> Option<Op> {
-    serde_json::from_value(Value::String(s.to_owned())).ok()
+/// How the clause builder says an operator.
+const fn op_label(op: Op) -> &'static str {
+    match op {
+        Op::In => "is one of",
+        Op::Contains => "contains",
+        Op::StartsWith => "starts with",
+        Op::EndsWith => "ends with",
+        Op::Matches => "matches regex",
+        Op::Lt => "< (number)",
+        Op::Lte => "≤ (number)",
+        Op::Gt => "> (number)",
+        Op::Gte => "≥ (number)",
+        Op::SemverEq => "= (semver)",
+        Op::SemverLt => "< (semver)",
+        Op::SemverLte => "≤ (semver)",
+        Op::SemverGt => "> (semver)",
+        Op::SemverGte => "≥ (semver)",
+        Op::Before => "before (date)",
+        Op::After => "after (date)",
+        Op::Exists => "exists",
+        Op::InSegment => "is in segment",
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -104,7 +90,7 @@ impl ClauseRow {
     pub fn from_clause(c: &Clause) -> ClauseRow {
         ClauseRow {
             attribute: c.attribute.clone().unwrap_or_default(),
-            op: op_code(c.op).to_owned(),
+            op: c.op.as_str().to_owned(),
             values: values_text(c.op, &c.values),
             negate: c.negate,
         }
@@ -125,7 +111,7 @@ impl ClauseRow {
 
     /// The clause, or errors at `path` (`…clauses[1]`) for what cannot be read.
     fn parse(&self, path: &str, errors: &mut FieldErrors) -> Option<Clause> {
-        let Some(op) = parse_op(&self.op) else {
+        let Some(op) = Op::parse(&self.op) else {
             errors.add(format!("{path}.op"), "Choose an operator.");
             return None;
         };
@@ -579,8 +565,8 @@ impl DefinitionForm {
             name: flag.name.clone(),
             description: flag.description.clone(),
             tags: list_text(&flag.tags),
-            kind: super::flags::kind_name(flag.kind).to_owned(),
-            flag_type: super::flags::type_name(flag.flag_type).to_owned(),
+            kind: flag.kind.as_str().to_owned(),
+            flag_type: flag.flag_type.as_str().to_owned(),
             client_side: flag.is_client_side(),
             temporary: flag.is_temporary(),
             archived: flag.archived,
@@ -624,21 +610,11 @@ impl DefinitionForm {
     /// The definition (no environments), or the errors of what cannot be read.
     fn parse(&self, key: &str) -> Result<Flag, FieldErrors> {
         let mut errors = FieldErrors::default();
-        let kind = if self.kind == "config" {
-            FlagKind::Config
-        } else {
-            FlagKind::Flag
-        };
-        let flag_type = match self.flag_type.as_str() {
-            "boolean" => FlagType::Boolean,
-            "string" => FlagType::String,
-            "number" => FlagType::Number,
-            "json" => FlagType::Json,
-            _ => {
-                errors.add("type", "Choose boolean, string, number or json.");
-                FlagType::String
-            }
-        };
+        let kind = FlagKind::parse(&self.kind).unwrap_or(FlagKind::Flag);
+        let flag_type = FlagType::parse(&self.flag_type).unwrap_or_else(|| {
+            errors.add("type", "Choose boolean, string, number or json.");
+            FlagType::String
+        });
         let tags = list(&self.tags).unwrap_or_else(|message| {
             errors.add("tags", message);
             Vec::new()
@@ -739,6 +715,14 @@ struct EditorPage {
 }
 
 impl EditorPage {
+    fn type_names(&self) -> [&'static str; 4] {
+        super::view::type_names()
+    }
+
+    fn kind_names(&self) -> [&'static str; 2] {
+        super::view::kind_names()
+    }
+
     /// Every error at `path` or below it (`rules[0]` holds `rules[0].clauses[1].op`).
     fn errors_under(&self, errors: &FieldErrors, path: impl AsRef<str>) -> Vec<String> {
         let path = path.as_ref();

@@ -98,22 +98,6 @@ struct FlagsPage {
     new_type: String,
 }
 
-pub(crate) fn type_name(t: FlagType) -> &'static str {
-    match t {
-        FlagType::Boolean => "boolean",
-        FlagType::String => "string",
-        FlagType::Number => "number",
-        FlagType::Json => "json",
-    }
-}
-
-pub(crate) fn kind_name(k: FlagKind) -> &'static str {
-    match k {
-        FlagKind::Flag => "flag",
-        FlagKind::Config => "config",
-    }
-}
-
 /// A short description of what a state serves when on.
 pub fn summary(state: &flagstaff_eval::model::FlagEnvState) -> String {
     let mut parts = Vec::new();
@@ -152,7 +136,7 @@ async fn list_flags(
         &session,
         &path,
         query.into_inner(),
-        "flag",
+        FlagKind::Flag,
         FieldErrors::default(),
     )
     .await?;
@@ -170,7 +154,7 @@ async fn list_configs(
         &session,
         &path,
         query.into_inner(),
-        "config",
+        FlagKind::Config,
         FieldErrors::default(),
     )
     .await?;
@@ -182,12 +166,14 @@ async fn list_view(
     session: &AdminSession,
     project: &str,
     query: ListQuery,
-    list_kind: &'static str,
+    list_kind: FlagKind,
     errors: FieldErrors,
 ) -> Result<FlagsPage, PageError> {
     let state = session::state(req)?;
-    let section = if list_kind == "config" { "configs" } else { "flags" };
-    let title = if list_kind == "config" { "Configs" } else { "Flags" };
+    let (section, title) = match list_kind {
+        FlagKind::Flag => ("flags", "Flags"),
+        FlagKind::Config => ("configs", "Configs"),
+    };
     let layout = frame(&state, session, project, title, section)
         .await?
         .notice(query.notice.as_deref());
@@ -203,7 +189,10 @@ async fn list_view(
             ))
         })
         .await?;
-    let kind = query.kind.clone().unwrap_or_else(|| list_kind.to_owned());
+    let kind = query
+        .kind
+        .clone()
+        .unwrap_or_else(|| list_kind.as_str().to_owned());
     let days = query.days.unwrap_or(DEFAULT_STALE_DAYS).clamp(1, 3650);
     let stale_only = query.stale.is_some_and(|s| !s.is_empty());
     let archived = query.archived.is_some_and(|s| !s.is_empty());
@@ -212,13 +201,13 @@ async fn list_view(
     let now = now_ms();
     let tags: BTreeSet<String> = all
         .iter()
-        .filter(|f| kind.is_empty() || kind_name(f.kind) == kind)
+        .filter(|f| kind.is_empty() || f.kind.as_str() == kind)
         .flat_map(|f| f.tags.iter().cloned())
         .collect();
     let mut total = 0;
     let mut rows = Vec::new();
     for flag in &all {
-        if !kind.is_empty() && kind_name(flag.kind) != kind {
+        if !kind.is_empty() && flag.kind.as_str() != kind {
             continue;
         }
         total += 1;
@@ -251,8 +240,8 @@ async fn list_view(
         rows.push(Row {
             key: flag.key.clone(),
             name: display_name(&flag.name, &flag.key).to_owned(),
-            kind: kind_name(flag.kind),
-            flag_type: type_name(flag.flag_type),
+            kind: flag.kind.as_str(),
+            flag_type: flag.flag_type.as_str(),
             tags: flag.tags.clone(),
             temporary: flag.is_temporary(),
             archived: flag.archived,
@@ -263,7 +252,7 @@ async fn list_view(
     }
     Ok(FlagsPage {
         layout,
-        list_kind,
+        list_kind: list_kind.as_str(),
         environments: envs
             .iter()
             .map(|e| (e.key.clone(), display_name(&e.name, &e.key).to_owned()))
@@ -284,7 +273,7 @@ async fn list_view(
         errors,
         new_key: String::new(),
         new_name: String::new(),
-        new_type: "boolean".to_owned(),
+        new_type: FlagType::Boolean.as_str().to_owned(),
     })
 }
 
@@ -304,16 +293,6 @@ fn starting_variations(t: FlagType) -> Vec<Variation> {
     }
 }
 
-fn parse_type(s: &str) -> Option<FlagType> {
-    match s {
-        "boolean" => Some(FlagType::Boolean),
-        "string" => Some(FlagType::String),
-        "number" => Some(FlagType::Number),
-        "json" => Some(FlagType::Json),
-        _ => None,
-    }
-}
-
 async fn create(
     req: HttpRequest,
     posted: Posted,
@@ -323,16 +302,12 @@ async fn create(
     let state = session::state(&req)?;
     let project = path.into_inner();
     let form = &posted.form;
-    let kind = if form.text("kind") == "config" {
-        FlagKind::Config
-    } else {
-        FlagKind::Flag
-    };
+    let kind = FlagKind::parse(form.text("kind")).unwrap_or(FlagKind::Flag);
     let key = form.text("key").to_owned();
     let name = form.text("name").to_owned();
     let type_text = form.text("type").to_owned();
     let mut errors = FieldErrors::default();
-    let flag_type = parse_type(&type_text);
+    let flag_type = FlagType::parse(&type_text);
     if flag_type.is_none() {
         errors.add("type", "Choose boolean, string, number or json.");
     }
@@ -369,17 +344,12 @@ async fn create(
             Err(e) => errors = FieldErrors::from_store(e, "key")?,
         }
     }
-    let list_kind = if kind == FlagKind::Config {
-        "config"
-    } else {
-        "flag"
-    };
     let mut page = list_view(
         &req,
         &posted.session,
         &project,
         ListQuery::default(),
-        list_kind,
+        kind,
         errors,
     )
     .await?;
@@ -387,6 +357,12 @@ async fn create(
     page.new_name = name;
     page.new_type = type_text;
     render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+}
+
+impl FlagsPage {
+    fn type_names(&self) -> [&'static str; 4] {
+        super::view::type_names()
+    }
 }
 
 #[derive(Template)]

@@ -128,7 +128,8 @@ const PALETTE: [&str; 8] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
 ];
 
-struct Segment {
+/// One variation's part of one stacked bar: a rectangle of the chart (not a model segment).
+struct BarPart {
     x: i64,
     y: i64,
     width: i64,
@@ -156,7 +157,7 @@ struct Chart {
     plot_left: i64,
     plot_right: i64,
     plot_bottom: i64,
-    segments: Vec<Segment>,
+    bar_parts: Vec<BarPart>,
     y_labels: Vec<Label>,
     grid: Vec<i64>,
     x_labels: Vec<Label>,
@@ -227,7 +228,7 @@ fn chart(counts: &[usage::HourlyCount], variations: &[String], range: Range, now
     let (width, height, left, right, top, bottom) = (720i64, 260i64, 56i64, 712i64, 12i64, 224i64);
     let slot = (right - left) / n as i64;
     let bar = (slot * 3 / 4).max(1);
-    let mut segments = Vec::new();
+    let mut bar_parts = Vec::new();
     for (i, row) in grid.iter().enumerate() {
         let x = left + slot * i as i64 + (slot - bar) / 2;
         let mut y = bottom;
@@ -240,7 +241,7 @@ fn chart(counts: &[usage::HourlyCount], variations: &[String], range: Range, now
                 .round()
                 .max(1.0) as i64;
             y -= h;
-            segments.push(Segment {
+            bar_parts.push(BarPart {
                 x,
                 y,
                 width: bar,
@@ -289,7 +290,7 @@ fn chart(counts: &[usage::HourlyCount], variations: &[String], range: Range, now
         plot_left: left,
         plot_right: right,
         plot_bottom: bottom,
-        segments,
+        bar_parts,
         y_labels,
         grid: grid_lines,
         x_labels,
@@ -353,7 +354,12 @@ async fn flag_insights(
                     .find(|e| e.key == "production")
                     .or_else(|| envs.last())
                     .cloned()
-                    .ok_or_else(|| crate::store::StoreError::not_found(format!("environments of {p:?}")))?,
+                    .ok_or_else(|| {
+                        crate::store::StoreError::not_found(
+                            crate::store::Resource::Environment,
+                            format!("environments of {p:?}"),
+                        )
+                    })?,
             };
             let counts = usage::counts(conn, env.id, Some(&f), since)?;
             let activity = activity_store::activity(conn, head.id)?
@@ -550,7 +556,7 @@ mod tests {
         assert_eq!(c.table[1].1, vec![30, 10, 1]);
         // The tallest bar (41) under a scale of 50 fills 41/50 of the plot.
         let tallest: i64 = c
-            .segments
+            .bar_parts
             .iter()
             .filter(|s| s.title.contains("22:00"))
             .map(|s| s.height)

@@ -221,7 +221,7 @@ async fn create(
                 // The secret is in this page only: it must not be kept by a cache.
                 return render(StatusCode::CREATED, &page);
             }
-            Err(StoreError::NotFound { what }) => errors.add("environment", format!("{what} not found")),
+            Err(StoreError::NotFound { what, .. }) => errors.add("environment", format!("{what} not found")),
             Err(e) => return Err(e.into()),
         }
     }

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
-use actix_web::http::{Method, StatusCode, header};
+use actix_web::http::{Method, header};
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
 use super::PageError;
@@ -176,15 +176,10 @@ async fn load(req: &HttpRequest) -> Result<AdminSession, PageError> {
     let json = wants_json(req);
     let unauthenticated = || {
         if json || !is_safe(req.method()) && req.headers().contains_key(CSRF_HEADER) {
-            PageError::new(
-                StatusCode::UNAUTHORIZED,
-                "You are signed out. Sign in again, then retry.",
-            )
-            .json(true)
+            PageError::SignedOut
         } else {
-            PageError {
-                location: Some(sign_in_location(req)),
-                ..PageError::new(StatusCode::SEE_OTHER, "sign in")
+            PageError::SignIn {
+                location: sign_in_location(req),
             }
         }
     };
@@ -211,10 +206,7 @@ async fn load(req: &HttpRequest) -> Result<AdminSession, PageError> {
                 PageError::forbidden("Change your temporary password first (Your account).").json(true),
             );
         }
-        return Err(PageError {
-            location: Some("/account?reason=temporary".to_owned()),
-            ..PageError::new(StatusCode::SEE_OTHER, "change your password")
-        });
+        return Err(PageError::TemporaryPassword);
     }
     Ok(AdminSession {
         id: found.id,
@@ -282,10 +274,7 @@ pub(crate) fn read_form(req: &HttpRequest, body: &[u8]) -> Result<Form, PageErro
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !body.is_empty() && !content_type.starts_with("application/x-www-form-urlencoded") {
-        return Err(PageError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Forms are sent as application/x-www-form-urlencoded.",
-        ));
+        return Err(PageError::UnsupportedMediaType);
     }
     Form::parse(body).map_err(PageError::bad_request)
 }

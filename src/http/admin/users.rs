@@ -109,7 +109,7 @@ async fn create(req: HttpRequest, posted: Posted) -> Result<HttpResponse, PageEr
         let slot = super::account::hashing_slot(&state).map_err(|e| e.json(posted.json))?;
         let hash = web::block(move || slot.hash(&temporary))
             .await
-            .map_err(|e| PageError::internal(e.to_string()))?;
+            .map_err(PageError::internal)?;
         let actor = posted.session.actor();
         let result = state
             .write(move |tx| {

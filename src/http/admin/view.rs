@@ -1,6 +1,7 @@
 //! What every page shows around its content (navigation, the signed-in user, notices), and
 //! small formatting helpers for templates.
 
+use flagstaff_eval::model::{FlagKind, FlagType};
 use rusqlite::Connection;
 
 use super::PageError;
@@ -8,6 +9,16 @@ use super::assets;
 use super::session::AdminSession;
 use crate::store::users::Role;
 use crate::store::{Result, StoreError};
+
+/// The flag types by name, in the order the type selects offer them.
+pub fn type_names() -> [&'static str; 4] {
+    FlagType::ALL.map(FlagType::as_str)
+}
+
+/// The flag kinds by name, in the order the kind selects offer them.
+pub fn kind_names() -> [&'static str; 2] {
+    FlagKind::ALL.map(FlagKind::as_str)
+}
 
 /// A project in the navigation.
 #[derive(Debug, Clone)]

@@ -404,7 +404,7 @@ async fn save(
             .await
         {
             Ok(_) => return Ok(here(&project, id, "saved")),
-            Err(StoreError::NotFound { what }) => return Err(PageError::not_found(what)),
+            Err(StoreError::NotFound { what, .. }) => return Err(PageError::not_found(what)),
             Err(e) => errors = FieldErrors::from_store(e, "url")?,
         }
     }

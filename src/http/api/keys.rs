@@ -139,7 +139,9 @@ async fn revoke(
         environment,
         id,
     } = path.into_inner();
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound(format!("key {id}")))?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::not_found(crate::store::Resource::ApiKey, format!("key {id}")))?;
     let actor = Actor::user(admin.user.id, &admin.user.email);
     state
         .write(move |tx| {
@@ -253,7 +255,7 @@ async fn revoke_relay(
     let RelayKeyPath { project, id } = path.into_inner();
     let id: i64 = id
         .parse()
-        .map_err(|_| ApiError::NotFound(format!("relay key {id}")))?;
+        .map_err(|_| ApiError::not_found(crate::store::Resource::RelayKey, format!("relay key {id}")))?;
     let actor = Actor::user(admin.user.id, &admin.user.email);
     state
         .write(move |tx| {

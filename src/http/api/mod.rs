@@ -90,7 +90,11 @@ async fn method_not_allowed(
 
 async fn no_such_endpoint(req: HttpRequest) -> actix_web::HttpResponse {
     use actix_web::ResponseError;
-    ApiError::NotFound(format!("endpoint {} {}", req.method(), req.path())).error_response()
+    ApiError::NotFound {
+        resource: None,
+        what: format!("endpoint {} {}", req.method(), req.path()),
+    }
+    .error_response()
 }
 
 /// Parses a JSON body; a malformed one is a 400 naming the path of the bad field

@@ -68,9 +68,12 @@ async fn cancel(
     path: web::Path<(String, String, String, String)>,
 ) -> Result<impl Responder, ApiError> {
     let (actor, (project, flag, env, id)) = (caller.actor(), path.into_inner());
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::NotFound(format!("schedule {id:?} of flag {flag:?} in {env:?}")))?;
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::not_found(
+            crate::store::Resource::Schedule,
+            format!("schedule {id:?} of flag {flag:?} in {env:?}"),
+        )
+    })?;
     Ok(web::Json(
         state
             .write(move |tx| schedules::cancel(tx, &actor, &project, &flag, &env, id))

@@ -78,8 +78,8 @@ async fn create(
             let user_id = admin.user.id;
             let token = admin_tokens::create(tx, user_id, &name)?;
             let id = tx.last_insert_rowid();
-            let info =
-                admin_tokens::info(tx, user_id, id)?.ok_or_else(|| StoreError::not_found("the new token"))?;
+            let info = admin_tokens::info(tx, user_id, id)?
+                .ok_or_else(|| StoreError::not_found(crate::store::Resource::Token, "the new token"))?;
             let after = json!({"id": id, "name": info.name, "user": admin.user.email, "prefix": info.prefix});
             audit::record(
                 tx,
@@ -102,16 +102,17 @@ async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let id: i64 = id
         .parse()
-        .map_err(|_| ApiError::NotFound(format!("token {id}")))?;
+        .map_err(|_| ApiError::not_found(crate::store::Resource::Token, format!("token {id}")))?;
     let actor = Actor::user(admin.user.id, &admin.user.email);
     state
         .write(move |tx| {
             let user_id = admin.user.id;
             let before = admin_tokens::info(tx, user_id, id)?.filter(|t| t.revoked_at.is_none());
             let Some(before) = before else {
-                return Err(StoreError::not_found(format!(
-                    "token {id} (or it is already revoked)"
-                )));
+                return Err(StoreError::not_found(
+                    crate::store::Resource::Token,
+                    format!("token {id} (or it is already revoked)"),
+                ));
             };
             admin_tokens::revoke(tx, user_id, id)?;
             let before =

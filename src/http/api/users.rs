@@ -53,7 +53,8 @@ fn parse_role(role: &str) -> Result<Role, ApiError> {
 }
 
 fn user_id(id: &str) -> Result<i64, ApiError> {
-    id.parse().map_err(|_| ApiError::NotFound(format!("user {id}")))
+    id.parse()
+        .map_err(|_| ApiError::not_found(crate::store::Resource::User, format!("user {id}")))
 }
 
 async fn list(state: web::Data<AppState>, _: CanManage) -> Result<impl Responder, ApiError> {
@@ -68,9 +69,9 @@ async fn get(
 ) -> Result<impl Responder, ApiError> {
     let id = user_id(&id)?;
     let user = state.store.read(move |conn| users::info(conn, id)).await?;
-    Ok(web::Json(
-        user.ok_or_else(|| ApiError::NotFound(format!("user {id}")))?,
-    ))
+    Ok(web::Json(user.ok_or_else(|| {
+        ApiError::not_found(crate::store::Resource::User, format!("user {id}"))
+    })?))
 }
 
 async fn create(

@@ -41,7 +41,7 @@ impl WebhookPath {
     fn id(&self) -> Result<i64, ApiError> {
         self.id
             .parse()
-            .map_err(|_| ApiError::NotFound(format!("webhook {}", self.id)))
+            .map_err(|_| ApiError::not_found(crate::store::Resource::Webhook, format!("webhook {}", self.id)))
     }
 }
 

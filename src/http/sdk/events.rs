@@ -1,12 +1,18 @@
 //! `POST /sdk/v1/events`: evaluation counts aggregated by an SDK,
 //! `{"start", "end", "counts": [{"flag", "variant", "count"}]}`. They are added in memory and
 //! written with everything else pending at the next flush (`crate::events`).
+//!
+//! The body is read into a typed [`Batch`] the way the management API reads its bodies
+//! ([`crate::http::api::json_body`]): a mistake is a 400 whose `path` names the field
+//! (`counts[3].variant`). Unknown fields are ignored, so newer SDKs may send more.
 
 use actix_web::http::header;
 use actix_web::web::{self, BytesMut};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
-use serde_json::{Map, Value, json};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Unexpected, Visitor};
+use serde_json::json;
 
 use crate::error::ApiError;
 use crate::events::Count;
@@ -46,9 +52,7 @@ pub async fn events(
     state: web::Data<Serving>,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, &mut payload).await?;
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}"), None))?;
-    let batch = Batch::parse(&value)?;
+    let batch = Batch::read(&body)?;
     if key.kind == KeyKind::Client {
         batch.check_client_limits()?;
     }
@@ -58,7 +62,7 @@ pub async fn events(
         .get(key.environment_id)
         .ok_or_else(crate::http::auth::environment_gone)?;
     // A client's clock may run ahead: nothing is counted in the future.
-    let at = batch.end.min(crate::store::now_ms());
+    let at = batch.end.0.min(crate::store::now_ms());
     let known = |c: &Count<'_>| {
         snapshot.engine.flag(c.flag).is_some_and(|flag| {
             // A client key only ever evaluates client-side flags.
@@ -66,7 +70,7 @@ pub async fn events(
                 && flag.variations().any(|(variant, _)| variant == c.variant)
         })
     };
-    let (counts, ignored): (Vec<Count<'_>>, Vec<Count<'_>>) = batch.counts.into_iter().partition(known);
+    let (counts, ignored): (Vec<Count<'_>>, Vec<Count<'_>>) = batch.counts().partition(known);
     let accepted = counts.len();
     let total: u64 = counts.iter().map(|c| c.count).sum();
     if key.kind == KeyKind::Client {
@@ -118,42 +122,47 @@ pub(crate) async fn read_body(req: &HttpRequest, payload: &mut web::Payload) -> 
     Ok(body)
 }
 
-/// A parsed batch. Flags and variants are not yet checked against the environment.
-struct Batch<'a> {
-    end: i64,
-    counts: Vec<Count<'a>>,
+/// A batch as sent. Flags and variants are not yet checked against the environment.
+#[derive(Debug, Deserialize)]
+struct Batch {
+    start: Time,
+    end: Time,
+    counts: Vec<Entry>,
 }
 
-impl<'a> Batch<'a> {
-    fn parse(value: &'a Value) -> Result<Batch<'a>, ApiError> {
-        let object = value
-            .as_object()
-            .ok_or_else(|| ApiError::bad_request("the body must be a JSON object", None))?;
-        let start = time_field(object, "start")?;
-        let end = time_field(object, "end")?;
-        if end < start {
+/// One entry of `counts`.
+#[derive(Debug, Deserialize)]
+struct Entry {
+    flag: Key,
+    variant: Key,
+    count: Times,
+}
+
+impl Batch {
+    /// Reads a body; a 400 names the field at fault.
+    fn read(body: &[u8]) -> Result<Batch, ApiError> {
+        let batch: Batch = crate::http::api::json_body(body)?;
+        if batch.end.0 < batch.start.0 {
             return Err(ApiError::bad_request("end is before start", Some("end")));
         }
-        let entries = object
-            .get("counts")
-            .ok_or_else(|| ApiError::bad_request("counts is required", Some("counts")))?
-            .as_array()
-            .ok_or_else(|| ApiError::bad_request("counts must be an array", Some("counts")))?;
-        if entries.len() > MAX_COUNTS {
+        if batch.counts.len() > MAX_COUNTS {
             return Err(ApiError::bad_request(
                 format!(
                     "counts has {} entries; at most {MAX_COUNTS} are accepted per request",
-                    entries.len()
+                    batch.counts.len()
                 ),
                 Some("counts"),
             ));
         }
-        let counts = entries
-            .iter()
-            .enumerate()
-            .map(|(i, entry)| count(i, entry))
-            .collect::<Result<_, _>>()?;
-        Ok(Batch { end, counts })
+        Ok(batch)
+    }
+
+    fn counts(&self) -> impl Iterator<Item = Count<'_>> {
+        self.counts.iter().map(|e| Count {
+            flag: &e.flag.0,
+            variant: &e.variant.0,
+            count: e.count.0,
+        })
     }
 
     /// Refuses a client key's batch beyond [`client_limits`], naming the limit.
@@ -168,13 +177,13 @@ impl<'a> Batch<'a> {
                 Some("counts"),
             ));
         }
-        if let Some(i) = self.counts.iter().position(|c| c.count > MAX_COUNT) {
+        if let Some(i) = self.counts.iter().position(|e| e.count.0 > MAX_COUNT) {
             return Err(ApiError::bad_request(
                 format!("count must be a whole number from 0 to {MAX_COUNT} for a client key"),
                 Some(&format!("counts[{i}].count")),
             ));
         }
-        let total: u64 = self.counts.iter().map(|c| c.count).sum();
+        let total: u64 = self.counts.iter().map(|e| e.count.0).sum();
         if total > MAX_BATCH_TOTAL {
             return Err(ApiError::bad_request(
                 format!(
@@ -188,69 +197,113 @@ impl<'a> Batch<'a> {
     }
 }
 
-fn count(i: usize, entry: &Value) -> Result<Count<'_>, ApiError> {
-    let path = |field: &str| format!("counts[{i}]{field}");
-    let entry = entry
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("must be an object", Some(&path(""))))?;
-    let key = |field: &str| -> Result<&str, ApiError> {
-        let path = path(&format!(".{field}"));
-        match entry.get(field) {
-            Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_KEY_LEN => Ok(s),
-            Some(Value::String(_)) => Err(ApiError::bad_request(
-                format!("{field} must be 1 to {MAX_KEY_LEN} characters long"),
-                Some(&path),
-            )),
-            Some(_) => Err(ApiError::bad_request(
-                format!("{field} must be a string"),
-                Some(&path),
-            )),
-            None => Err(ApiError::bad_request(format!("{field} is required"), Some(&path))),
+/// A flag or variant key: a string of 1 to [`MAX_KEY_LEN`] bytes.
+#[derive(Debug)]
+struct Key(String);
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Key, D::Error> {
+        let key = String::deserialize(deserializer)?;
+        if key.is_empty() || key.len() > MAX_KEY_LEN {
+            return Err(de::Error::invalid_length(
+                key.len(),
+                &format!("1 to {MAX_KEY_LEN} characters").as_str(),
+            ));
         }
-    };
-    let flag = key("flag")?;
-    let variant = key("variant")?;
-    let count = match entry.get("count") {
-        Some(n) => n.as_u64().filter(|&n| n <= MAX_COUNT).ok_or_else(|| {
-            ApiError::bad_request(
-                format!("count must be a whole number from 0 to {MAX_COUNT}"),
-                Some(&path(".count")),
-            )
-        })?,
-        None => return Err(ApiError::bad_request("count is required", Some(&path(".count")))),
-    };
-    Ok(Count { flag, variant, count })
+        Ok(Key(key))
+    }
 }
 
-/// A time: Unix milliseconds, or an RFC 3339 string.
-fn time_field(object: &Map<String, Value>, field: &str) -> Result<i64, ApiError> {
-    let invalid = || {
-        ApiError::bad_request(
-            format!("{field} must be a time: Unix milliseconds or an RFC 3339 string"),
-            Some(field),
-        )
-    };
-    match object.get(field) {
-        None => Err(ApiError::bad_request(format!("{field} is required"), Some(field))),
-        Some(Value::Number(n)) => n.as_i64().filter(|&ms| ms >= 0).ok_or_else(invalid),
-        Some(Value::String(s)) => {
-            let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                .map_err(|_| invalid())?;
-            i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
-                .ok()
-                .filter(|&ms| ms >= 0)
-                .ok_or_else(invalid)
+/// An entry's `count`: a whole number from 0 to [`MAX_COUNT`].
+#[derive(Debug)]
+struct Times(u64);
+
+impl<'de> Deserialize<'de> for Times {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Times, D::Error> {
+        deserializer.deserialize_any(TimesVisitor)
+    }
+}
+
+struct TimesVisitor;
+
+impl Visitor<'_> for TimesVisitor {
+    type Value = Times;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a whole number from 0 to {MAX_COUNT}")
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Times, E> {
+        if n <= MAX_COUNT {
+            Ok(Times(n))
+        } else {
+            Err(E::invalid_value(Unexpected::Unsigned(n), &self))
         }
-        Some(_) => Err(invalid()),
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Times, E> {
+        match u64::try_from(n) {
+            Ok(n) => self.visit_u64(n),
+            Err(_) => Err(E::invalid_value(Unexpected::Signed(n), &self)),
+        }
+    }
+}
+
+/// A time: Unix milliseconds (not negative), or an RFC 3339 string; kept as Unix milliseconds.
+#[derive(Debug)]
+struct Time(i64);
+
+impl<'de> Deserialize<'de> for Time {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Time, D::Error> {
+        deserializer.deserialize_any(TimeVisitor)
+    }
+}
+
+struct TimeVisitor;
+
+impl Visitor<'_> for TimeVisitor {
+    type Value = Time;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a time: Unix milliseconds or an RFC 3339 string")
+    }
+
+    fn visit_u64<E: de::Error>(self, ms: u64) -> Result<Time, E> {
+        i64::try_from(ms)
+            .map(Time)
+            .map_err(|_| E::invalid_value(Unexpected::Unsigned(ms), &self))
+    }
+
+    fn visit_i64<E: de::Error>(self, ms: i64) -> Result<Time, E> {
+        if ms >= 0 {
+            Ok(Time(ms))
+        } else {
+            Err(E::invalid_value(Unexpected::Signed(ms), &self))
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Time, E> {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
+            .filter(|&ms| ms >= 0)
+            .map(Time)
+            .ok_or_else(|| E::invalid_value(Unexpected::Str(s), &self))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
+    fn parse(body: &Value) -> Result<Batch, ApiError> {
+        Batch::read(body.to_string().as_bytes())
+    }
+
     fn error_path(body: Value) -> Option<String> {
-        match Batch::parse(&body) {
+        match parse(&body) {
             Ok(_) => None,
             Err(ApiError::BadRequest { path, .. }) => Some(path.unwrap_or_default()),
             Err(other) => panic!("unexpected error {other:?}"),
@@ -259,7 +312,7 @@ mod tests {
 
     #[test]
     fn times_are_unix_ms_or_rfc3339() {
-        let end = |body: Value| Batch::parse(&body).map(|b| b.end).ok();
+        let end = |body: Value| parse(&body).map(|b| b.end.0).ok();
         assert_eq!(
             end(json!({"start": "2024-05-01T10:00:00Z", "end": 1714557660000u64, "counts": []})),
             Some(1_714_557_660_000)
@@ -330,5 +383,41 @@ mod tests {
             error_path(json!({"start": 0, "end": 1, "counts": many})).as_deref(),
             Some("counts")
         );
+    }
+
+    /// A mistake deep in the batch is named by its whole path, and the message says what was
+    /// expected; hostile strings are only ever data.
+    #[test]
+    fn a_bad_nested_field_is_named_by_its_path() {
+        let ok = json!({"flag": "a,\"b\"\t<script>é", "variant": "on", "count": 1});
+        let refused = |entry: Value| match parse(&json!({"start": 0, "end": 1, "counts": [ok, ok, entry]})) {
+            Err(ApiError::BadRequest { code, message, path }) => (code, message, path.unwrap_or_default()),
+            other => panic!("expected a 400, got {other:?}"),
+        };
+        let (code, message, path) = refused(json!({"flag": "a", "variant": ["<script>"], "count": 1}));
+        assert_eq!((code, path.as_str()), ("bad_request", "counts[2].variant"));
+        assert!(message.contains("expected a string"), "{message}");
+        let (_, message, path) = refused(json!({"flag": "a", "variant": "x".repeat(129), "count": 1}));
+        assert_eq!(path, "counts[2].variant");
+        assert!(message.contains("1 to 128 characters"), "{message}");
+        let (_, message, path) = refused(json!({"flag": "a", "variant": "on", "count": MAX_COUNT + 1}));
+        assert_eq!(path, "counts[2].count");
+        assert!(message.contains(&MAX_COUNT.to_string()), "{message}");
+        let (_, message, path) = refused(json!({"flag": "a", "variant": "on"}));
+        assert_eq!(path, "counts[2].count");
+        assert!(message.contains("missing field `count`"), "{message}");
+        // Unknown fields are ignored, at any depth: newer SDKs may send more.
+        let batch = parse(&json!({"start": 0, "end": 1, "sdk": "x", "counts": [{"flag": "f", "variant": "v", "count": 2, "extra": {}}]}))
+            .expect("unknown fields are ignored");
+        assert_eq!(
+            batch
+                .counts()
+                .map(|c| (c.flag, c.variant, c.count))
+                .collect::<Vec<_>>(),
+            [("f", "v", 2)]
+        );
+        // Escapes in keys are read, not kept raw.
+        let batch = parse(&json!({"start": 0, "end": 1, "counts": [ok]})).unwrap();
+        assert_eq!(batch.counts().next().unwrap().flag, "a,\"b\"\t<script>é");
     }
 }
