@@ -14,7 +14,6 @@ mod parity;
 
 use std::fs::File;
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -24,6 +23,8 @@ use flagstaff_sdk::{Client, ClientBuilder, Error, FlagstaffProvider, Reason, Sou
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+
+use crate::helpers::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_flagstaff");
 
@@ -37,12 +38,6 @@ pub struct Server {
     port: u16,
     env: Vec<(String, String)>,
     pub url: String,
-}
-
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
 }
 
 /// `flagstaff` with a clean environment (no FLAGSTAFF_* from the machine running the tests).

@@ -93,7 +93,7 @@ async function screenshot(page, name) {
 
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'flagstaff-admin-chromium-'));
 const browser = await puppeteer.launch({
-  executablePath: '/usr/bin/chromium',
+  executablePath: process.env.FLAGSTAFF_CHROMIUM || '/usr/bin/chromium',
   headless: true,
   userDataDir: profile,
   args: [

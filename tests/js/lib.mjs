@@ -63,12 +63,13 @@ export function staticServer(routes) {
   });
 }
 
-/** Debian's /usr/bin/chromium, headless, with a fresh profile (never a downloaded browser). */
+/** Debian's chromium (the one the Rust test found on PATH, in FLAGSTAFF_CHROMIUM), headless, with a
+ * fresh profile (never a downloaded browser). */
 export async function launchChromium() {
   const { default: puppeteer } = await import('puppeteer-core');
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'flagstaff-chromium-'));
   const browser = await puppeteer.launch({
-    executablePath: '/usr/bin/chromium',
+    executablePath: process.env.FLAGSTAFF_CHROMIUM || '/usr/bin/chromium',
     headless: true,
     userDataDir: profile,
     args: [

@@ -2,17 +2,14 @@
 //! is run the way the image runs it — its entrypoint and command, its environment, as its
 //! non-root user, with a `/data`-like data dir — and its `HEALTHCHECK` command must pass.
 
-use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_flagstaff");
+use crate::helpers::{free_port, root};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+const BIN: &str = env!("CARGO_BIN_EXE_flagstaff");
 
 /// One Dockerfile instruction: its keyword and its arguments, continuation lines joined.
 #[derive(Debug, Clone)]
@@ -92,7 +89,7 @@ struct Image {
 
 fn image() -> Image {
     let text =
-        std::fs::read_to_string(repo().join("Dockerfile")).expect("a Dockerfile at the repository's root");
+        std::fs::read_to_string(root().join("Dockerfile")).expect("a Dockerfile at the repository's root");
     let stages = stages(&instructions(&text));
     assert!(
         stages.len() >= 2,
@@ -251,7 +248,7 @@ fn ignored(patterns: &[String], path: &str) -> bool {
 
 #[test]
 fn the_docker_context_keeps_everything_the_build_needs() {
-    let patterns: Vec<String> = std::fs::read_to_string(repo().join(".dockerignore"))
+    let patterns: Vec<String> = std::fs::read_to_string(root().join(".dockerignore"))
         .unwrap_or_default()
         .lines()
         .map(str::trim)
@@ -263,14 +260,14 @@ fn the_docker_context_keeps_everything_the_build_needs() {
         "target/ stays out of the context: {patterns:?}"
     );
     // The build compiles the workspace's members and embeds migrations, templates and assets.
-    let manifest: toml_members::Members = toml_members::read(&repo().join("Cargo.toml"));
+    let manifest: toml_members::Members = toml_members::read(&root().join("Cargo.toml"));
     let mut needed = vec![
         "Cargo.toml".to_owned(),
         "Cargo.lock".to_owned(),
         "src/main.rs".to_owned(),
     ];
     for dir in ["migrations", "templates", "static"] {
-        if repo().join(dir).is_dir() {
+        if root().join(dir).is_dir() {
             needed.push(format!("{dir}/x"));
         }
     }
@@ -306,14 +303,6 @@ mod toml_members {
                 .collect(),
         )
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A command run as the image's user when this test runs as root (`setpriv`, from util-linux);
