@@ -545,6 +545,156 @@ async fn the_sdk_resumes_after_the_server_is_killed_and_restarted() {
     client.close().await;
 }
 
+/// A server as the SDK sees it: a TCP forwarder on a fixed loopback port to a real server, that
+/// can be down (nothing listens: connections are refused) or up. It counts the change streams
+/// it carries (`GET /sdk/v1/stream`) and how many are open.
+struct Forwarder {
+    port: u16,
+    url: String,
+    target: String,
+    up: Option<tokio::task::JoinHandle<()>>,
+    streams_opened: Arc<std::sync::atomic::AtomicUsize>,
+    streams_open: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Forwarder {
+    /// Down until [`Forwarder::up`].
+    fn down(target: &str) -> Forwarder {
+        let port = free_port();
+        Forwarder {
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            target: target.trim_start_matches("http://").to_owned(),
+            up: None,
+            streams_opened: Default::default(),
+            streams_open: Default::default(),
+        }
+    }
+
+    async fn up(&mut self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("bind the forwarder's port");
+        let (target, opened, open) = (
+            self.target.clone(),
+            Arc::clone(&self.streams_opened),
+            Arc::clone(&self.streams_open),
+        );
+        self.up = Some(tokio::spawn(async move {
+            // Aborting this task drops the listener and every connection (the JoinSet).
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((client, _)) = listener.accept().await {
+                let (target, opened, open) = (target.clone(), Arc::clone(&opened), Arc::clone(&open));
+                connections.spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let (mut from_client, mut to_client) = client.into_split();
+                    let (mut from_server, mut to_server) = server.into_split();
+                    // Requests may share a kept-alive connection: look at every one sent. A
+                    // stream holds its connection until it ends.
+                    let requests = async {
+                        let mut stream = false;
+                        let mut buf = vec![0u8; 8192];
+                        loop {
+                            let n = match from_client.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            if !stream && buf[..n].windows(18).any(|w| w == b"GET /sdk/v1/stream") {
+                                stream = true;
+                                opened.fetch_add(1, SeqCst);
+                                open.fetch_add(1, SeqCst);
+                            }
+                            if to_server.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        stream
+                    };
+                    let answers = tokio::io::copy(&mut from_server, &mut to_client);
+                    let stream = tokio::select! {
+                        stream = requests => stream,
+                        _ = answers => false,
+                    };
+                    // Either side ending ends both (the halves are dropped here).
+                    if stream {
+                        open.fetch_sub(1, SeqCst);
+                    }
+                });
+            }
+        }));
+    }
+
+    fn streams_opened(&self) -> usize {
+        self.streams_opened.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn streams_open(&self) -> usize {
+        self.streams_open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        if let Some(task) = self.up.take() {
+            task.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_the_stream_returns_to_the_primary_once_it_answers() {
+    let setup = Setup::new(document()).await;
+    // Both in front of the same server, so the configuration is the same whichever serves.
+    let mut primary = Forwarder::down(&setup.server.url);
+    let mut fallback = Forwarder::down(&setup.server.url);
+    fallback.up().await;
+    // No polling: only the stream can deliver the change at the end.
+    let client = Client::builder(&primary.url, &setup.key)
+        .fallback_url(fallback.url.clone())
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(400))
+        .poll_interval(Duration::from_secs(3600))
+        .send_events(false)
+        .build()
+        .await
+        .expect("the fallback serves while the primary is down");
+    assert_eq!(client.status().source, Source::Server(fallback.url.clone()));
+    eventually("the stream follows the fallback", || fallback.streams_open() == 1).await;
+
+    primary.up().await;
+    eventually(
+        "the stream follows the primary again and leaves the fallback",
+        || primary.streams_open() == 1 && fallback.streams_open() == 0,
+    )
+    .await;
+    // Bounded: once the primary is up, its first stream attempt is the one followed.
+    assert_eq!(
+        primary.streams_opened(),
+        1,
+        "stream attempts on the primary once up"
+    );
+
+    let mut changes = client.subscribe();
+    setup.toggle("new-checkout", false).await;
+    let change = tokio::time::timeout(PATIENCE, changes.recv())
+        .await
+        .expect("the change arrives over the primary's stream")
+        .expect("change");
+    assert_eq!(change.flags, vec!["new-checkout".to_owned()]);
+    assert_eq!(
+        (
+            primary.streams_open(),
+            fallback.streams_open(),
+            primary.streams_opened()
+        ),
+        (1, 0, 1)
+    );
+    client.close().await;
+}
+
 /// Accepts connections and never answers (a stream path blocked by a proxy, say).
 async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
