@@ -76,7 +76,10 @@ fn env_pairs(args: &str) -> Vec<(String, String)> {
 
 /// The Dockerfile, read as Docker would, with the pieces this test needs.
 struct Image {
+    /// The `RUN` that builds the binary from the sources.
     build_run: String,
+    /// The build stage's instructions before the sources are copied (`COPY . .`).
+    before_sources: Vec<Instruction>,
     user: String,
     env: Vec<(String, String)>,
     volumes: Vec<String>,
@@ -103,10 +106,14 @@ fn image() -> Image {
             .map(|i| i.args.clone())
             .collect()
     };
-    let build_run = find(build, "RUN")
+    let sources_at = build
+        .iter()
+        .position(|i| i.keyword == "COPY" && i.args.split_whitespace().next() == Some("."))
+        .expect("the build stage copies the sources (COPY . .)");
+    let build_run = find(&build[sources_at..], "RUN")
         .into_iter()
         .find(|r| r.contains("cargo build"))
-        .expect("cargo build");
+        .expect("cargo build after the sources are copied");
     let from = &runtime[0].args;
     assert!(
         !from.contains("rust:"),
@@ -122,6 +129,7 @@ fn image() -> Image {
     let cmd_at = healthcheck.find("CMD ").expect("HEALTHCHECK ... CMD [...]");
     Image {
         build_run,
+        before_sources: build[..sources_at].to_vec(),
         user: find(runtime, "USER").pop().expect("a USER"),
         env: find(runtime, "ENV").iter().flat_map(|e| env_pairs(e)).collect(),
         volumes: find(runtime, "VOLUME")
@@ -172,6 +180,47 @@ fn the_dockerfile_builds_what_ci_builds_and_runs_it_small_non_root_on_a_data_vol
         "{}",
         image.build_run
     );
+
+    // The dependencies are built in a layer of their own, before the sources are copied, from
+    // every member's manifest and the lock file alone: a change to the sources reuses it.
+    let deps_run = image
+        .before_sources
+        .iter()
+        .find(|i| i.keyword == "RUN" && i.args.contains("cargo build"))
+        .expect("a RUN building the dependencies before the sources are copied");
+    assert!(
+        deps_run
+            .args
+            .contains("cargo build --release --locked --bin flagstaff"),
+        "the dependencies are built as the binary is: {}",
+        deps_run.args
+    );
+    let copied: Vec<&str> = image
+        .before_sources
+        .iter()
+        .filter(|i| i.keyword == "COPY")
+        .flat_map(|i| {
+            let words: Vec<&str> = i.args.split_whitespace().collect();
+            words[..words.len() - 1].to_vec()
+        })
+        .collect();
+    assert!(
+        copied
+            .iter()
+            .all(|c| c.ends_with("Cargo.toml") || c.ends_with("Cargo.lock")),
+        "only manifests before the dependency layer: {copied:?}"
+    );
+    for member in toml_members::read(&root().join("Cargo.toml")).0 {
+        let manifest = match member.as_str() {
+            "." => "Cargo.toml".to_owned(),
+            m => format!("{m}/Cargo.toml"),
+        };
+        assert!(
+            copied.contains(&manifest.as_str()),
+            "{manifest} is not copied before the dependency layer: {copied:?}"
+        );
+    }
+    assert!(copied.contains(&"Cargo.lock"), "{copied:?}");
 
     let uid = image.user.split(':').next().unwrap();
     assert!(
