@@ -250,42 +250,10 @@ impl Setup {
     }
 }
 
+/// The SDK suites' shop (the Python SDK's tests read the same file): every flag type, a
+/// segment, a rule, targets, a prerequisite and a rollout, with hostile strings in names and values.
 fn document() -> Value {
-    json!({
-        "flagstaff": 1,
-        "project": {"key": "shop", "name": "Shop"},
-        "environments": [{"key": "production", "name": "Production"}],
-        "segments": [{"key": "beta", "name": "Beta", "included": ["u-1"],
-            "rules": [{"clauses": [{"attribute": "email", "op": "ends_with", "values": ["@acme.com"]}]}]}],
-        "flags": [
-            {"key": "new-checkout", "type": "boolean",
-             "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
-             "environments": {"production": {"enabled": true,
-                "rules": [{"id": "beta", "clauses": [{"op": "in_segment", "values": ["beta"]}], "serve": {"variation": "on"}}],
-                "fallthrough": {"variation": "off"}}}},
-            {"key": "banner", "type": "string",
-             "variations": [{"key": "a", "value": "Hello"}, {"key": "b", "value": "Welcome back"}],
-             "environments": {"production": {"enabled": true, "targets": [{"variation": "b", "values": ["u-2"]}],
-                "fallthrough": {"variation": "a"}}}},
-            {"key": "max-items", "kind": "config", "type": "number",
-             "variations": [{"key": "small", "value": 10}, {"key": "large", "value": 2.5}],
-             "environments": {"production": {"enabled": true,
-                "rules": [{"clauses": [{"attribute": "plan", "op": "in", "values": ["pro"]}], "serve": {"variation": "large"}}],
-                "fallthrough": {"variation": "small"}}}},
-            {"key": "theme", "kind": "config", "type": "json",
-             "variations": [{"key": "dark", "value": {"bg": "#000", "size": 3}}, {"key": "light", "value": {"bg": "#fff"}}],
-             "environments": {"production": {"enabled": true, "fallthrough": {"variation": "dark"}}}},
-            {"key": "gated", "type": "boolean",
-             "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
-             "environments": {"production": {"enabled": true,
-                "prerequisites": [{"flag": "new-checkout", "variations": ["on"]}],
-                "fallthrough": {"variation": "on"}}}},
-            {"key": "half", "type": "boolean",
-             "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
-             "environments": {"production": {"enabled": true, "fallthrough": {"rollout": {"variations": [
-                {"variation": "on", "weight": 50000}, {"variation": "off", "weight": 50000}]}}}}}
-        ]
-    })
+    serde_json::from_str(include_str!("../fixtures/sdk-shop.json")).expect("tests/fixtures/sdk-shop.json")
 }
 
 fn ctx(value: Value) -> flagstaff_sdk::Context {
@@ -336,8 +304,11 @@ async fn a_toggle_through_the_api_reaches_the_sdk_over_the_stream() {
     let other = ctx(json!({"targetingKey": "u-2", "email": "bob@example.com"}));
     assert!(client.bool_value("new-checkout", &acme, false));
     assert!(!client.bool_value("new-checkout", &other, true));
-    assert_eq!(client.string_value("banner", &other, "x"), "Welcome back");
-    assert_eq!(client.string_value("banner", &acme, "x"), "Hello");
+    assert_eq!(client.string_value("banner", &other, "x"), "Welcome back ✓");
+    assert_eq!(
+        client.string_value("banner", &acme, "x"),
+        "Hello, \"world\" <script>\t"
+    );
     assert_eq!(client.number_value("max-items", &acme, 0.0), 2.5);
     assert_eq!(client.number_value("max-items", &other, 0.0), 10.0);
     assert_eq!(
@@ -826,7 +797,7 @@ async fn the_openfeature_provider_reads_through_the_client() {
         of.get_string_value("banner", Some(&other), None)
             .await
             .expect("string"),
-        "Welcome back"
+        "Welcome back ✓"
     );
     assert_eq!(
         of.get_float_value("max-items", Some(&acme), None)
