@@ -4,6 +4,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-test-deps.sh
+# ── tools: every test runs here. A test whose tool (Chromium, Node, nginx, curl, Python) is missing
+# fails instead of being skipped as on a developer's machine; nextest's `ci` profile keeps
+# passing tests quiet (.config/nextest.toml).
+export FLAGSTAFF_REQUIRE_ALL_TOOLS=1
+export NEXTEST_PROFILE=ci
+# ── end tools ──
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast

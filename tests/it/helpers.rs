@@ -1,9 +1,11 @@
-//! Shared test helpers: a temp-dir data dir, the real app through `build_app`, tokens, and a
-//! real server on a loopback socket.
+//! Shared test helpers: a temp-dir data dir, the real app through `build_app`, tokens, a real
+//! server on a loopback socket, forms as a browser submits them, and the repository's paths,
+//! free ports and the tools some tests run (Chromium, Node, nginx…).
 
-#![allow(dead_code)]
-
-use std::net::SocketAddr;
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
 
 use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
@@ -109,7 +111,6 @@ impl Reply {
 
 /// The real application on a loopback socket, for SSE and third-party clients.
 pub struct RealServer {
-    pub addr: SocketAddr,
     pub url: String,
     handle: ServerHandle,
 }
@@ -132,7 +133,6 @@ impl RealServer {
         let handle = server.handle();
         actix_web::rt::spawn(server);
         RealServer {
-            addr,
             url: format!("http://{addr}"),
             handle,
         }
@@ -350,4 +350,159 @@ impl WebBrowser {
             body,
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The repository, ports, and the tools a few tests run.
+
+/// The repository's root (the server package's directory).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A loopback port that was free a moment ago (for a child process that binds it itself).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// The `value` of the first input named `name` in some HTML, as the pages write it
+/// (`name="…" value="…"`).
+pub fn field_value(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\" value=\""))?;
+    let rest = &html[at + name.len() + 15..];
+    Some(rest[..rest.find('"')?].to_owned())
+}
+
+/// What a few tests run besides the server, all installed by `scripts/install-test-deps.sh`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// `chromium` on `PATH` (Debian's package), driven by puppeteer-core.
+    Chromium,
+    /// `node` on `PATH`.
+    Node,
+    /// The npm packages of `tests/js` (puppeteer-core, the OpenFeature SDKs).
+    JsPackages,
+    /// `nginx` (Debian's package, in `/usr/sbin`).
+    Nginx,
+    /// `curl` on `PATH`.
+    Curl,
+    /// `python3` on `PATH`.
+    Python,
+    /// The Python OFREP client's venv, `.venv-tests`.
+    PythonVenv,
+}
+
+impl Tool {
+    const ALL: [Tool; 7] = [
+        Tool::Chromium,
+        Tool::Node,
+        Tool::JsPackages,
+        Tool::Nginx,
+        Tool::Curl,
+        Tool::Python,
+        Tool::PythonVenv,
+    ];
+
+    /// Where the tool is, if it is installed.
+    pub fn path(self) -> Option<PathBuf> {
+        let on_path = |name: &str| {
+            let paths = std::env::var_os("PATH")?;
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        };
+        let existing = |p: PathBuf| p.exists().then_some(p);
+        match self {
+            Tool::Chromium => on_path("chromium"),
+            Tool::Node => on_path("node"),
+            Tool::JsPackages => {
+                let modules = root().join("tests/js/node_modules");
+                [
+                    "puppeteer-core",
+                    "@openfeature/web-sdk",
+                    "@openfeature/server-sdk",
+                ]
+                .iter()
+                .all(|package| modules.join(package).join("package.json").is_file())
+                .then_some(modules)
+            }
+            // nginx lives in /usr/sbin, which a user's PATH often lacks.
+            Tool::Nginx => on_path("nginx").or_else(|| existing(PathBuf::from("/usr/sbin/nginx"))),
+            Tool::Curl => on_path("curl"),
+            Tool::Python => on_path("python3"),
+            Tool::PythonVenv => existing(root().join(".venv-tests/bin/python")),
+        }
+    }
+
+    /// The tool's path; the test checked [`tools_installed`] first.
+    pub fn expect(self) -> PathBuf {
+        self.path()
+            .unwrap_or_else(|| panic!("{} is missing: {INSTALL}", self.describe()))
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Tool::Chromium => "chromium (on PATH)",
+            Tool::Node => "node (on PATH)",
+            Tool::JsPackages => "the npm packages of tests/js",
+            Tool::Nginx => "nginx",
+            Tool::Curl => "curl (on PATH)",
+            Tool::Python => "python3 (on PATH)",
+            Tool::PythonVenv => "the Python venv .venv-tests",
+        }
+    }
+}
+
+const INSTALL: &str = "run `bash scripts/install-test-deps.sh`";
+
+/// Set (to anything but `0`) by `scripts/test.sh`, which CI runs: a missing tool fails the test.
+pub const REQUIRE_ALL_TOOLS: &str = "FLAGSTAFF_REQUIRE_ALL_TOOLS";
+
+/// Whether every tool in `tools` is installed. When one is missing the test must return at
+/// once (it is skipped) — unless `FLAGSTAFF_REQUIRE_ALL_TOOLS` is set, as `scripts/test.sh` does,
+/// and then it fails here naming what is missing. Skips print one notice per run (per
+/// `cargo test` process; per nextest run, whose tests are processes of their own) naming every
+/// tool this machine lacks and the command that installs them.
+#[must_use]
+pub fn tools_installed(tools: &[Tool]) -> bool {
+    let missing = |tools: &[Tool]| -> Option<String> {
+        let names: Vec<&str> = tools
+            .iter()
+            .filter(|t| t.path().is_none())
+            .map(|t| t.describe())
+            .collect();
+        (!names.is_empty()).then(|| names.join(", "))
+    };
+    let Some(needed) = missing(tools) else {
+        return true;
+    };
+    let required = std::env::var(REQUIRE_ALL_TOOLS).is_ok_and(|v| !v.is_empty() && v != "0");
+    assert!(
+        !required,
+        "{needed} missing ({REQUIRE_ALL_TOOLS} is set, so this fails rather than skips): {INSTALL}"
+    );
+    static NOTICE: Once = Once::new();
+    NOTICE.call_once(|| {
+        // nextest runs each test in a process of its own: the first one to skip in a run says so.
+        let first_in_run = match std::env::var("NEXTEST_RUN_ID") {
+            Ok(run) => std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("skip-notice-{run}")))
+                .is_ok(),
+            Err(_) => true,
+        };
+        if first_in_run {
+            let all = missing(&Tool::ALL).unwrap_or(needed);
+            // Straight to stderr: libtest captures `eprintln!` of a passing test.
+            let _ = writeln!(
+                std::io::stderr(),
+                "\nSKIPPED: this machine lacks {all}; the tests that need them pass without \
+                 running. To run them, {INSTALL}. (With {REQUIRE_ALL_TOOLS}=1, as scripts/test.sh \
+                 sets for CI, a missing tool fails its tests instead.)\n"
+            );
+        }
+    });
+    false
 }

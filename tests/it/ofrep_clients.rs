@@ -1,14 +1,14 @@
 //! Real third-party clients against a real Flagstaff socket: the OpenFeature server SDK with
 //! its OFREP provider in Node, the Python OFREP provider from PyPI, the OpenFeature web SDK with
 //! its OFREP web provider in headless Chromium, and flagstaff.js in headless Chromium — pages
-//! served from another origin. The tools come from `scripts/install-test-deps.sh`; a missing
-//! one fails the test with the command to run.
+//! served from another origin. The tools come from `scripts/install-test-deps.sh`; without one
+//! a test is skipped with the command to run (fails, with `FLAGSTAFF_REQUIRE_ALL_TOOLS=1`).
 //!
 //! Each script prints `{"step": …}` JSON lines and waits for a line on stdin where the test has
 //! something to do (toggle a flag, stop the server). Expectations live here, in Rust.
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -16,45 +16,19 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::RealServer;
+use crate::helpers::{RealServer, Tool, root, tools_installed};
 use crate::ofrep::{SECRETS, Web};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Fails (never skips) when a tool the test needs is not installed.
-fn require(path: &Path, what: &str) {
-    assert!(
-        path.exists(),
-        "{what} is missing ({}): run `bash scripts/install-test-deps.sh`",
-        path.display()
-    );
-}
-
-fn node() -> PathBuf {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("node"))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| panic!("node is not installed: run `bash scripts/install-test-deps.sh`"))
-}
+/// The tools a script of `tests/js` needs (each test checks them first)…
+const JS: [Tool; 2] = [Tool::Node, Tool::JsPackages];
+/// … and one that drives Chromium.
+const BROWSER: [Tool; 3] = [Tool::Node, Tool::JsPackages, Tool::Chromium];
 
 fn js_script(name: &str) -> (PathBuf, Vec<String>) {
-    require(
-        &root().join("tests/js/node_modules/@openfeature/web-sdk"),
-        "tests/js/node_modules",
-    );
     (
-        node(),
+        Tool::Node.expect(),
         vec![root().join("tests/js").join(name).display().to_string()],
     )
-}
-
-fn browser_script(name: &str) -> (PathBuf, Vec<String>) {
-    require(Path::new("/usr/bin/chromium"), "Debian's chromium");
-    js_script(name)
 }
 
 /// A running client script.
@@ -70,7 +44,11 @@ impl Script {
     fn start((program, mut args): (PathBuf, Vec<String>), extra: &[&str]) -> Script {
         args.extend(extra.iter().map(|s| s.to_string()));
         let name = args.first().cloned().unwrap_or_default();
-        let mut child = Command::new(&program)
+        let mut command = Command::new(&program);
+        if let Some(chromium) = Tool::Chromium.path() {
+            command.env("FLAGSTAFF_CHROMIUM", chromium);
+        }
+        let mut child = command
             .args(&args)
             .current_dir(root())
             .stdin(Stdio::piped())
@@ -174,6 +152,9 @@ fn details(results: &Value, name: &str) -> (Value, Value, Value, Value) {
 
 #[actix_web::test]
 async fn openfeature_server_sdk_with_the_ofrep_provider_in_node() {
+    if !tools_installed(&JS) {
+        return;
+    }
     let web = Web::new().await;
     let server = RealServer::start(&web.app.state);
     let mut script = Script::start(js_script("node-ofrep.mjs"), &[&server.url, &web.server]);
@@ -231,10 +212,12 @@ async fn openfeature_server_sdk_with_the_ofrep_provider_in_node() {
 
 #[actix_web::test]
 async fn openfeature_python_sdk_with_the_ofrep_provider_from_pypi() {
+    if !tools_installed(&[Tool::PythonVenv]) {
+        return;
+    }
     let web = Web::new().await;
     let server = RealServer::start(&web.app.state);
-    let python = root().join(".venv-tests/bin/python");
-    require(&python, "the Python test venv");
+    let python = Tool::PythonVenv.expect();
     let script = root().join("tests/py/ofrep_provider.py").display().to_string();
     let mut script = Script::start((python, vec![script]), &[&server.url, &web.client]);
     let r = script.expect("results").await;
@@ -288,6 +271,9 @@ async fn openfeature_python_sdk_with_the_ofrep_provider_from_pypi() {
 
 #[actix_web::test]
 async fn openfeature_web_sdk_with_the_ofrep_web_provider_in_chromium() {
+    if !tools_installed(&BROWSER) {
+        return;
+    }
     web_provider_in_chromium(false).await;
 }
 
@@ -295,6 +281,9 @@ async fn openfeature_web_sdk_with_the_ofrep_web_provider_in_chromium() {
 /// real primary over its socket); the toggles are made on the primary.
 #[actix_web::test]
 async fn openfeature_web_sdk_with_the_ofrep_web_provider_through_a_relay() {
+    if !tools_installed(&BROWSER) {
+        return;
+    }
     web_provider_in_chromium(true).await;
 }
 
@@ -344,7 +333,7 @@ async fn web_provider_in_chromium(through_relay: bool) {
             actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
-    let mut script = Script::start(browser_script("web-ofrep.mjs"), &[&url, &web.client]);
+    let mut script = Script::start(js_script("web-ofrep.mjs"), &[&url, &web.client]);
 
     let ready = script.expect("ready").await;
     assert_ne!(ready["pageOrigin"], json!(url), "the page is on another origin");
@@ -419,9 +408,12 @@ async fn web_provider_in_chromium(through_relay: bool) {
 
 #[actix_web::test]
 async fn flagstaff_js_in_chromium_live_fallback_cache_and_timeout() {
+    if !tools_installed(&BROWSER) {
+        return;
+    }
     let web = Web::new().await;
     let server = RealServer::start(&web.app.state);
-    let mut script = Script::start(browser_script("browser-sdk.mjs"), &[&server.url, &web.client]);
+    let mut script = Script::start(js_script("browser-sdk.mjs"), &[&server.url, &web.client]);
 
     let ready = script.expect("ready").await;
     assert_ne!(

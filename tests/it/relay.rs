@@ -11,7 +11,8 @@ use futures_util::StreamExt as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::sdk_rust::{Setup, flagstaff, free_port};
+use crate::helpers::free_port;
+use crate::sdk_rust::{Setup, flagstaff};
 
 /// How long a test waits for something that must happen (generous: the machine is shared).
 const PATIENCE: Duration = Duration::from_secs(30);

@@ -14,7 +14,6 @@ mod parity;
 
 use std::fs::File;
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -24,6 +23,8 @@ use flagstaff_sdk::{Client, ClientBuilder, Error, FlagstaffProvider, Reason, Sou
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+
+use crate::helpers::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_flagstaff");
 
@@ -37,12 +38,6 @@ pub struct Server {
     port: u16,
     env: Vec<(String, String)>,
     pub url: String,
-}
-
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
 }
 
 /// `flagstaff` with a clean environment (no FLAGSTAFF_* from the machine running the tests).
@@ -255,42 +250,10 @@ impl Setup {
     }
 }
 
+/// The SDK suites' shop (the Python SDK's tests read the same file): every flag type, a
+/// segment, a rule, targets, a prerequisite and a rollout, with hostile strings in names and values.
 fn document() -> Value {
-    json!({
-        "flagstaff": 1,
-        "project": {"key": "shop", "name": "Shop"},
-        "environments": [{"key": "production", "name": "Production"}],
-        "segments": [{"key": "beta", "name": "Beta", "included": ["u-1"],
-            "rules": [{"clauses": [{"attribute": "email", "op": "ends_with", "values": ["@acme.com"]}]}]}],
-        "flags": [
-            {"key": "new-checkout", "type": "boolean",
-             "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
-             "environments": {"production": {"enabled": true,
-                "rules": [{"id": "beta", "clauses": [{"op": "in_segment", "values": ["beta"]}], "serve": {"variation": "on"}}],
-                "fallthrough": {"variation": "off"}}}},
-            {"key": "banner", "type": "string",
-             "variations": [{"key": "a", "value": "Hello"}, {"key": "b", "value": "Welcome back"}],
-             "environments": {"production": {"enabled": true, "targets": [{"variation": "b", "values": ["u-2"]}],
-                "fallthrough": {"variation": "a"}}}},
-            {"key": "max-items", "kind": "config", "type": "number",
-             "variations": [{"key": "small", "value": 10}, {"key": "large", "value": 2.5}],
-             "environments": {"production": {"enabled": true,
-                "rules": [{"clauses": [{"attribute": "plan", "op": "in", "values": ["pro"]}], "serve": {"variation": "large"}}],
-                "fallthrough": {"variation": "small"}}}},
-            {"key": "theme", "kind": "config", "type": "json",
-             "variations": [{"key": "dark", "value": {"bg": "#000", "size": 3}}, {"key": "light", "value": {"bg": "#fff"}}],
-             "environments": {"production": {"enabled": true, "fallthrough": {"variation": "dark"}}}},
-            {"key": "gated", "type": "boolean",
-             "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
-             "environments": {"production": {"enabled": true,
-                "prerequisites": [{"flag": "new-checkout", "variations": ["on"]}],
-                "fallthrough": {"variation": "on"}}}},
-            {"key": "half", "type": "boolean",
-             "variations": [{"key": "on", "value": true}, {"key": "off", "value": false}],
-             "environments": {"production": {"enabled": true, "fallthrough": {"rollout": {"variations": [
-                {"variation": "on", "weight": 50000}, {"variation": "off", "weight": 50000}]}}}}}
-        ]
-    })
+    serde_json::from_str(include_str!("../fixtures/sdk-shop.json")).expect("tests/fixtures/sdk-shop.json")
 }
 
 fn ctx(value: Value) -> flagstaff_sdk::Context {
@@ -341,8 +304,11 @@ async fn a_toggle_through_the_api_reaches_the_sdk_over_the_stream() {
     let other = ctx(json!({"targetingKey": "u-2", "email": "bob@example.com"}));
     assert!(client.bool_value("new-checkout", &acme, false));
     assert!(!client.bool_value("new-checkout", &other, true));
-    assert_eq!(client.string_value("banner", &other, "x"), "Welcome back");
-    assert_eq!(client.string_value("banner", &acme, "x"), "Hello");
+    assert_eq!(client.string_value("banner", &other, "x"), "Welcome back ✓");
+    assert_eq!(
+        client.string_value("banner", &acme, "x"),
+        "Hello, \"world\" <script>\t"
+    );
     assert_eq!(client.number_value("max-items", &acme, 0.0), 2.5);
     assert_eq!(client.number_value("max-items", &other, 0.0), 10.0);
     assert_eq!(
@@ -550,6 +516,156 @@ async fn the_sdk_resumes_after_the_server_is_killed_and_restarted() {
     client.close().await;
 }
 
+/// A server as the SDK sees it: a TCP forwarder on a fixed loopback port to a real server, that
+/// can be down (nothing listens: connections are refused) or up. It counts the change streams
+/// it carries (`GET /sdk/v1/stream`) and how many are open.
+struct Forwarder {
+    port: u16,
+    url: String,
+    target: String,
+    up: Option<tokio::task::JoinHandle<()>>,
+    streams_opened: Arc<std::sync::atomic::AtomicUsize>,
+    streams_open: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Forwarder {
+    /// Down until [`Forwarder::up`].
+    fn down(target: &str) -> Forwarder {
+        let port = free_port();
+        Forwarder {
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            target: target.trim_start_matches("http://").to_owned(),
+            up: None,
+            streams_opened: Default::default(),
+            streams_open: Default::default(),
+        }
+    }
+
+    async fn up(&mut self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("bind the forwarder's port");
+        let (target, opened, open) = (
+            self.target.clone(),
+            Arc::clone(&self.streams_opened),
+            Arc::clone(&self.streams_open),
+        );
+        self.up = Some(tokio::spawn(async move {
+            // Aborting this task drops the listener and every connection (the JoinSet).
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((client, _)) = listener.accept().await {
+                let (target, opened, open) = (target.clone(), Arc::clone(&opened), Arc::clone(&open));
+                connections.spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let (mut from_client, mut to_client) = client.into_split();
+                    let (mut from_server, mut to_server) = server.into_split();
+                    // Requests may share a kept-alive connection: look at every one sent. A
+                    // stream holds its connection until it ends.
+                    let requests = async {
+                        let mut stream = false;
+                        let mut buf = vec![0u8; 8192];
+                        loop {
+                            let n = match from_client.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            if !stream && buf[..n].windows(18).any(|w| w == b"GET /sdk/v1/stream") {
+                                stream = true;
+                                opened.fetch_add(1, SeqCst);
+                                open.fetch_add(1, SeqCst);
+                            }
+                            if to_server.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        stream
+                    };
+                    let answers = tokio::io::copy(&mut from_server, &mut to_client);
+                    let stream = tokio::select! {
+                        stream = requests => stream,
+                        _ = answers => false,
+                    };
+                    // Either side ending ends both (the halves are dropped here).
+                    if stream {
+                        open.fetch_sub(1, SeqCst);
+                    }
+                });
+            }
+        }));
+    }
+
+    fn streams_opened(&self) -> usize {
+        self.streams_opened.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn streams_open(&self) -> usize {
+        self.streams_open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        if let Some(task) = self.up.take() {
+            task.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_the_stream_returns_to_the_primary_once_it_answers() {
+    let setup = Setup::new(document()).await;
+    // Both in front of the same server, so the configuration is the same whichever serves.
+    let mut primary = Forwarder::down(&setup.server.url);
+    let mut fallback = Forwarder::down(&setup.server.url);
+    fallback.up().await;
+    // No polling: only the stream can deliver the change at the end.
+    let client = Client::builder(&primary.url, &setup.key)
+        .fallback_url(fallback.url.clone())
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(400))
+        .poll_interval(Duration::from_secs(3600))
+        .send_events(false)
+        .build()
+        .await
+        .expect("the fallback serves while the primary is down");
+    assert_eq!(client.status().source, Source::Server(fallback.url.clone()));
+    eventually("the stream follows the fallback", || fallback.streams_open() == 1).await;
+
+    primary.up().await;
+    eventually(
+        "the stream follows the primary again and leaves the fallback",
+        || primary.streams_open() == 1 && fallback.streams_open() == 0,
+    )
+    .await;
+    // Bounded: once the primary is up, its first stream attempt is the one followed.
+    assert_eq!(
+        primary.streams_opened(),
+        1,
+        "stream attempts on the primary once up"
+    );
+
+    let mut changes = client.subscribe();
+    setup.toggle("new-checkout", false).await;
+    let change = tokio::time::timeout(PATIENCE, changes.recv())
+        .await
+        .expect("the change arrives over the primary's stream")
+        .expect("change");
+    assert_eq!(change.flags, vec!["new-checkout".to_owned()]);
+    assert_eq!(
+        (
+            primary.streams_open(),
+            fallback.streams_open(),
+            primary.streams_opened()
+        ),
+        (1, 0, 1)
+    );
+    client.close().await;
+}
+
 /// Accepts connections and never answers (a stream path blocked by a proxy, say).
 async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -681,7 +797,7 @@ async fn the_openfeature_provider_reads_through_the_client() {
         of.get_string_value("banner", Some(&other), None)
             .await
             .expect("string"),
-        "Welcome back"
+        "Welcome back ✓"
     );
     assert_eq!(
         of.get_float_value("max-items", Some(&acme), None)

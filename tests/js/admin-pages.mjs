@@ -1,4 +1,4 @@
-// The admin pages in headless Chromium (Debian's /usr/bin/chromium driven by puppeteer-core),
+// The admin pages in headless Chromium (Debian's chromium driven by puppeteer-core),
 // against a real Flagstaff server started by tests/it/admin/browser.rs.
 //
 //   node admin-pages.mjs <url> <admin email> <viewer email> <locked email> <password> <screenshot dir>
@@ -13,9 +13,8 @@
 import { createHmac } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
-import puppeteer from 'puppeteer-core';
+import { launchChromium } from './lib.mjs';
 
 const [base, adminEmail, viewerEmail, lockedEmail, password, shots] = process.argv.slice(2);
 if (!shots) {
@@ -91,21 +90,8 @@ async function screenshot(page, name) {
   await page.setViewport(DESKTOP);
 }
 
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'flagstaff-admin-chromium-'));
-const browser = await puppeteer.launch({
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  userDataDir: profile,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
+const chromium = await launchChromium();
+const browser = chromium.browser;
 
 let failed = null;
 try {
@@ -370,8 +356,7 @@ try {
 } catch (e) {
   failed = e;
 } finally {
-  await browser.close().catch(() => {});
-  fs.rmSync(profile, { recursive: true, force: true });
+  await chromium.close();
 }
 if (failed) {
   process.stderr.write(`FAILED at step "${step}": ${failed.message}\n`);

@@ -1,5 +1,6 @@
-// Shared by the client scripts that tests/it/ofrep_clients.rs runs: the line protocol with the
-// Rust test, a static server for a second origin, and Debian's Chromium driven headless.
+// Shared by the scripts the Rust tests run (tests/it/ofrep_clients.rs, tests/it/admin/browser.rs):
+// the line protocol with the Rust test, a static server for a second origin, and Debian's
+// Chromium driven headless.
 //
 // Protocol: the script prints one JSON object per line, `{"step": name, ...}`; when the Rust
 // test has something to do at a step (toggle a flag, stop the server), it answers with a line
@@ -15,13 +16,18 @@ export function step(name, data = {}) {
   process.stdout.write(JSON.stringify({ step: name, ...data }) + '\n');
 }
 
-const input = readline.createInterface({ input: process.stdin });
+// Standard input is read from the first `reply` on (the browser scripts that only import
+// launchChromium never read it).
+let input = null;
 const lines = [];
 const waiting = [];
-input.on('line', (line) => (waiting.length ? waiting.shift()(line) : lines.push(line)));
 
 /** The next line the Rust test sends; fails after `ms`. */
 export function reply(ms = 30000) {
+  if (!input) {
+    input = readline.createInterface({ input: process.stdin });
+    input.on('line', (line) => (waiting.length ? waiting.shift()(line) : lines.push(line)));
+  }
   if (lines.length) return Promise.resolve(lines.shift());
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('no answer from the test within ' + ms + ' ms')), ms);
@@ -63,12 +69,14 @@ export function staticServer(routes) {
   });
 }
 
-/** Debian's /usr/bin/chromium, headless, with a fresh profile (never a downloaded browser). */
-export async function launchChromium() {
+/** Debian's chromium (the one the Rust test found on PATH, in FLAGSTAFF_CHROMIUM), headless, with a
+ * fresh profile (never a downloaded browser); `extraArgs` are added to its command line.
+ * `close()` ends it and removes the profile. */
+export async function launchChromium(extraArgs = []) {
   const { default: puppeteer } = await import('puppeteer-core');
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'flagstaff-chromium-'));
   const browser = await puppeteer.launch({
-    executablePath: '/usr/bin/chromium',
+    executablePath: process.env.FLAGSTAFF_CHROMIUM || '/usr/bin/chromium',
     headless: true,
     userDataDir: profile,
     args: [
@@ -79,6 +87,7 @@ export async function launchChromium() {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      ...extraArgs,
     ],
   });
   const close = async () => {

@@ -1,4 +1,4 @@
-// The first ten minutes (issue 20) in headless Chromium (Debian's /usr/bin/chromium driven by
+// The first ten minutes (issue 20) in headless Chromium (Debian's chromium driven by
 // puppeteer-core), against a real Flagstaff server with no users, started by
 // tests/it/admin/browser.rs:
 //
@@ -12,9 +12,8 @@
 
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import puppeteer from 'puppeteer-core';
+import { launchChromium } from './lib.mjs';
 
 const [base, setupPath, shots] = process.argv.slice(2);
 if (!shots) {
@@ -72,16 +71,13 @@ async function screenshot(page, name) {
   await page.setViewport(DESKTOP);
 }
 
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'flagstaff-tour-chromium-'));
-const browser = await puppeteer.launch({
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  userDataDir: profile,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    // The demo tab keeps its stream and timers while the other tab toggles.
-    '--disable-background-timer-throttling', '--disable-renderer-backgrounding', '--disable-backgrounding-occluded-windows'],
-});
+// The demo tab keeps its stream and timers while the other tab toggles.
+const chromium = await launchChromium([
+  '--disable-background-timer-throttling',
+  '--disable-renderer-backgrounding',
+  '--disable-backgrounding-occluded-windows',
+]);
+const browser = chromium.browser;
 
 let failed = null;
 try {
@@ -210,8 +206,7 @@ try {
 } catch (e) {
   failed = e;
 } finally {
-  await browser.close().catch(() => {});
-  fs.rmSync(profile, { recursive: true, force: true });
+  await chromium.close();
 }
 if (failed) {
   process.stderr.write(`FAILED at step "${step}": ${failed.message}\n`);

@@ -184,44 +184,8 @@ class Setup:
 
 
 def document() -> Dict[str, Any]:
-    """The Rust SDK tests' document, with hostile strings in names and values."""
-    return {
-        "flagstaff": 1,
-        "project": {"key": "shop", "name": "Shop \"<script>\", \t ünï"},
-        "environments": [{"key": "production", "name": "Production"}],
-        "segments": [
-            {"key": "beta", "name": "Beta", "included": ["u-1"],
-             "rules": [{"clauses": [{"attribute": "email", "op": "ends_with", "values": ["@acme.com"]}]}]}
-        ],
-        "flags": [
-            {"key": "new-checkout", "type": "boolean",
-             "variations": [{"key": "on", "value": True}, {"key": "off", "value": False}],
-             "environments": {"production": {"enabled": True,
-                "rules": [{"id": "beta", "clauses": [{"op": "in_segment", "values": ["beta"]}], "serve": {"variation": "on"}}],
-                "fallthrough": {"variation": "off"}}}},
-            {"key": "banner", "type": "string",
-             "variations": [{"key": "a", "value": "Hello, \"world\" <script>\t"}, {"key": "b", "value": "Welcome back ✓"}],
-             "environments": {"production": {"enabled": True, "targets": [{"variation": "b", "values": ["u-2"]}],
-                "fallthrough": {"variation": "a"}}}},
-            {"key": "max-items", "kind": "config", "type": "number",
-             "variations": [{"key": "small", "value": 10}, {"key": "large", "value": 2.5}],
-             "environments": {"production": {"enabled": True,
-                "rules": [{"clauses": [{"attribute": "plan", "op": "in", "values": ["pro"]}], "serve": {"variation": "large"}}],
-                "fallthrough": {"variation": "small"}}}},
-            {"key": "theme", "kind": "config", "type": "json",
-             "variations": [{"key": "dark", "value": {"bg": "#000", "size": 3}}, {"key": "light", "value": {"bg": "#fff"}}],
-             "environments": {"production": {"enabled": True, "fallthrough": {"variation": "dark"}}}},
-            {"key": "gated", "type": "boolean",
-             "variations": [{"key": "on", "value": True}, {"key": "off", "value": False}],
-             "environments": {"production": {"enabled": True,
-                "prerequisites": [{"flag": "new-checkout", "variations": ["on"]}],
-                "fallthrough": {"variation": "on"}}}},
-            {"key": "half", "type": "boolean",
-             "variations": [{"key": "on", "value": True}, {"key": "off", "value": False}],
-             "environments": {"production": {"enabled": True, "fallthrough": {"rollout": {"variations": [
-                {"variation": "on", "weight": 50000}, {"variation": "off", "weight": 50000}]}}}}},
-        ],
-    }
+    """The SDK suites' shop (the Rust SDK's tests read the same file), hostile strings included."""
+    return json.loads((ROOT / "tests/fixtures/sdk-shop.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture

@@ -512,6 +512,7 @@ impl Client {
     }
 
     /// Runs `f` on the engine's evaluation, counting it when `f` accepts the value.
+    #[cfg(feature = "open-feature")]
     pub(crate) fn resolve<T>(
         &self,
         key: &str,

@@ -5,6 +5,7 @@
 //! server — or a fallback server, or the cache file — and keeps it up to date in the background
 //! over Server-Sent Events, with polling as a safety net. Reads ([`Client::bool_value`] and
 //! friends) are function calls on an atomically swapped snapshot: no lock, no network.
+//! The `open-feature` feature adds `FlagstaffProvider`, a provider for the OpenFeature SDK.
 //!
 //! ```no_run
 //! use flagstaff_sdk::{Client, Context};
@@ -29,6 +30,7 @@ mod cache;
 mod client;
 mod events;
 mod http;
+#[cfg(feature = "open-feature")]
 mod provider;
 mod snapshot;
 mod sse;
@@ -36,9 +38,12 @@ mod sync;
 
 pub use client::{Client, ClientBuilder, ConfigChange, Error, Evaluation, Source, SourceAttempt, Status};
 pub use flagstaff_eval::{Context, EvalError, Reason, Value};
+#[cfg(feature = "open-feature")]
 pub use provider::FlagstaffProvider;
 
-/// The OpenFeature SDK this crate's provider implements (re-exported so versions match).
+/// The OpenFeature SDK this crate's provider implements (re-exported so versions match; with
+/// the `open-feature` feature).
+#[cfg(feature = "open-feature")]
 pub use open_feature;
 
 /// Turns a JSON object into a [`Context`]; anything else gives an empty context.

@@ -225,6 +225,11 @@ enum StreamEnd {
 }
 
 /// Listens to `/sdk/v1/stream`, reconnecting with backoff, until `stop`.
+///
+/// A failed connection moves on to the next server. On a fallback, the primary (the first URL)
+/// is tried again in the background with the reconnect backoff (so at most one attempt per
+/// `reconnect_max`); as soon as it accepts a stream, the fallback's is closed and the stream
+/// follows the primary again.
 async fn run_stream(shared: Arc<Shared>, stop: CancellationToken, notices: mpsc::Sender<Notice>) {
     let config = &shared.config;
     let endpoints: Vec<(Endpoint, Option<usize>)> = match &config.stream_endpoint {
@@ -240,11 +245,20 @@ async fn run_stream(shared: Arc<Shared>, stop: CancellationToken, notices: mpsc:
     let mut backoff = Backoff::new(config.reconnect_initial, config.reconnect_max);
     let mut which = 0;
     let mut quiet = false;
+    // A stream the primary accepted while a fallback was followed.
+    let mut reopened: Option<Opened> = None;
     loop {
         let (endpoint, index) = &endpoints[which];
         let end = tokio::select! {
             _ = stop.cancelled() => return,
-            end = listen(&shared, endpoint, *index, &notices, &mut backoff) => end,
+            end = listen(&shared, endpoint, *index, reopened.take(), &notices, &mut backoff) => end,
+            opened = primary_answers(&shared, &endpoints[0].0), if which != 0 => {
+                tracing::info!(server = %endpoints[0].0, "the primary Flagstaff server answers again; following its stream");
+                which = 0;
+                quiet = false;
+                reopened = Some(opened);
+                continue;
+            }
         };
         shared.stream_connected.store(false, Ordering::Relaxed);
         match &end {
@@ -271,31 +285,65 @@ async fn run_stream(shared: Arc<Shared>, stop: CancellationToken, notices: mpsc:
     }
 }
 
-/// One stream connection: reads events until it ends, passing revisions on.
-async fn listen(
-    shared: &Shared,
-    endpoint: &Endpoint,
-    index: Option<usize>,
-    notices: &mpsc::Sender<Notice>,
-    backoff: &mut Backoff,
-) -> StreamEnd {
-    let config = &shared.config;
+/// A stream the server accepted, and the revision it was opened after (`Last-Event-ID`).
+struct Opened {
+    response: reqwest::Response,
+    held: Option<String>,
+}
+
+/// Opens `endpoint`'s stream after the revision held.
+async fn open(shared: &Shared, endpoint: &Endpoint) -> Result<Opened, RequestError> {
     // Name the revision held, so the server skips the catch-up event when there is nothing new.
     // Only a configuration a server gave counts: a cache file's may come from elsewhere.
     let held = {
         let snapshot = shared.snapshot.load();
         matches!(snapshot.source, Source::Server(_)).then(|| snapshot.revision.to_string())
     };
-    let opened = http::open_stream(
+    let config = &shared.config;
+    let response = http::open_stream(
         &shared.http,
         endpoint,
         &config.key,
         held.as_deref(),
         config.request_timeout,
     )
-    .await;
-    let mut response = match opened {
-        Ok(response) => response,
+    .await?;
+    Ok(Opened { response, held })
+}
+
+/// Tries the primary's stream with the reconnect backoff until it accepts one.
+async fn primary_answers(shared: &Shared, primary: &Endpoint) -> Opened {
+    let config = &shared.config;
+    let mut backoff = Backoff::new(config.reconnect_initial, config.reconnect_max);
+    loop {
+        let delay = backoff.next_delay(&mut rand::rng());
+        sleep(delay).await;
+        match open(shared, primary).await {
+            Ok(opened) => return opened,
+            Err(e) => {
+                tracing::debug!(server = %primary, error = %e, "the primary Flagstaff server still does not stream")
+            }
+        }
+    }
+}
+
+/// One stream connection (`opened`, or opened here): reads events until it ends, passing
+/// revisions on.
+async fn listen(
+    shared: &Shared,
+    endpoint: &Endpoint,
+    index: Option<usize>,
+    opened: Option<Opened>,
+    notices: &mpsc::Sender<Notice>,
+    backoff: &mut Backoff,
+) -> StreamEnd {
+    let config = &shared.config;
+    let opened = match opened {
+        Some(opened) => Ok(opened),
+        None => open(shared, endpoint).await,
+    };
+    let Opened { mut response, held } = match opened {
+        Ok(opened) => opened,
         Err(e) => return StreamEnd::Failed(e),
     };
     backoff.reset();

