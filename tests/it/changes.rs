@@ -706,7 +706,13 @@ async fn schedules_due_while_the_server_was_killed_are_applied_at_the_restart_in
         version_of(&sooner) < version_of(&later),
         "applied in time order: {list:?}"
     );
-    let after = bundle(&http, &server.url, &prepared.server_key).await;
+    // The snapshot is rebuilt just after the commit the list already shows: wait for it.
+    let until = Instant::now() + GUARD;
+    let mut after = bundle(&http, &server.url, &prepared.server_key).await;
+    while served(&after, "f02")["fallthrough"] != json!({"variation": "on"}) && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        after = bundle(&http, &server.url, &prepared.server_key).await;
+    }
     assert_eq!(served(&after, "f02")["fallthrough"], json!({"variation": "on"}));
     assert_eq!(served(&after, "f02")["enabled"], false);
 }

@@ -281,6 +281,12 @@ async fn a_toggle_is_delivered_with_a_valid_signature() {
     assert_eq!(event["after"]["enabled"], true);
     assert!(event["actor"].as_str().unwrap().starts_with("admin-"));
     assert!(event["audit_id"].as_i64().unwrap() > 0);
+    // The attempt is recorded once the receiver's answer is read, a moment after it got the
+    // request.
+    wait_until("the attempt is recorded", || async {
+        !attempts(&app, &token, id).await.is_empty()
+    })
+    .await;
     let log = attempts(&app, &token, id).await;
     assert_eq!(log[0]["outcome"], "delivered", "{log:?}");
     assert_eq!(log[0]["status"], 200);
