@@ -24,6 +24,7 @@
 //!    file's `publication` row and by watching its inode).
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -189,9 +190,10 @@ fn generate_main(dir: &Path, scratch: &Path, rng: &mut Rng, now: i64, days: i64)
                 |r| r.get(0),
             )
             .unwrap();
-        copy.push_str(&format!(
+        let _ = write!(
+            copy,
             "INSERT INTO {table} ({columns}) SELECT {columns} FROM scratch.{table};"
-        ));
+        );
     }
     copy.push_str("COMMIT;");
     db.execute_batch(&copy).unwrap();
@@ -349,7 +351,7 @@ fn generate_main(dir: &Path, scratch: &Path, rng: &mut Rng, now: i64, days: i64)
 }
 
 fn size(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
 fn mb(bytes: u64) -> String {
@@ -616,7 +618,7 @@ async fn main() {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let base: PathBuf = arg("--dir").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let base: PathBuf = arg("--dir").map_or_else(std::env::temp_dir, PathBuf::from);
     let new_bin = arg("--new-bin").map(PathBuf::from);
     let main_bin = arg("--main-bin").map(PathBuf::from);
     let sdk_secs: u64 = arg("--sdk-secs").and_then(|v| v.parse().ok()).unwrap_or(600);
@@ -700,7 +702,7 @@ async fn main() {
         println!(
             "upgraded in place in {:.1} s; upkeep {:.1} s: {upkeep:?}",
             upgraded.as_secs_f64(),
-            (started.elapsed() - upgraded).as_secs_f64()
+            started.elapsed().checked_sub(upgraded).unwrap().as_secs_f64()
         );
         state.store.checkpoint();
         (

@@ -52,7 +52,7 @@ fn main() {
             .cloned()
     };
     let writes: usize = arg("--writes").and_then(|v| v.parse().ok()).unwrap_or(40);
-    let base: PathBuf = arg("--dir").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let base: PathBuf = arg("--dir").map_or_else(std::env::temp_dir, PathBuf::from);
 
     println!(
         "| database | publish p50 | publish p90 | WAL + checkpoint p50 | WAL + checkpoint p90 | ratio of p50 |"

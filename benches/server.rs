@@ -313,9 +313,7 @@ fn main() {
             Ok((token, all))
         })
         .expect("import the benchmark's project");
-    let db_size = std::fs::metadata(dir.path().join("flagstaff.db"))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let db_size = std::fs::metadata(dir.path().join("flagstaff.db")).map_or(0, |m| m.len());
     println!(
         "setup: {} flags × {} environments imported in {:.0} ms; flagstaff.db is {:.1} MiB",
         o.flags,
@@ -351,7 +349,7 @@ fn main() {
     });
     let (samples, cpu) = samples;
     let production = state.snapshots.find("shop", "production").expect("served");
-    assert_eq!(production.flags().map(|f| f.len()).unwrap_or(0), o.flags);
+    assert_eq!(production.flags().map_or(0, |f| f.len()), o.flags);
     drop(production);
     report("toggle", samples, Duration::from_millis(5));
     println!(

@@ -282,13 +282,13 @@ pub fn write_output(output: Option<&PathBuf>, bytes: &[u8]) -> Result<(), CliErr
         None => {
             let mut out = std::io::stdout().lock();
             out.write_all(bytes)
-                .and_then(|_| out.flush())
+                .and_then(|()| out.flush())
                 .map_err(|e| CliError::io("cannot write", e))
         }
         Some(path) => {
             let tmp = path.with_extension("tmp-flagstaff-export");
             std::fs::write(&tmp, bytes)
-                .and_then(|_| std::fs::rename(&tmp, path))
+                .and_then(|()| std::fs::rename(&tmp, path))
                 .map_err(|e| CliError::io(format!("cannot write {}", path.display()), e))
         }
     }
@@ -356,7 +356,7 @@ mod tests {
         assert_eq!(
             err.source()
                 .and_then(|s| s.downcast_ref::<std::io::Error>())
-                .map(|e| e.kind()),
+                .map(std::io::Error::kind),
             Some(std::io::ErrorKind::NotFound)
         );
         let text = err.to_string();

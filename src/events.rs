@@ -95,7 +95,7 @@ pub struct Flushed {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The maps stay consistent whatever panicked while holding them (each update is one insert).
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Unix seconds at the start of the hour holding `ms` (Unix milliseconds).

@@ -32,7 +32,7 @@ fn main() -> anyhow::Result<()> {
             let token = cli::token_create(data_dir, &args)?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "{token}")
-                .and_then(|_| out.flush())
+                .and_then(|()| out.flush())
                 .context("cannot write the token")
         }
         Command::Export(args) => Ok(cli::export(data_dir, &args)?),

@@ -174,7 +174,10 @@ impl RouteMetrics {
     pub fn record(&self, method: &Method, status: StatusCode, took: Duration) {
         let (method, status) = (method_label(method), status.as_u16());
         self.durations.observe(took);
-        let mut counts = self.counts[shard()].0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = self.counts[shard()]
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match counts.iter_mut().find(|(m, s, _)| *m == method && *s == status) {
             Some((_, _, n)) => *n += 1,
             None => counts.push((method, status, 1)),
@@ -185,7 +188,12 @@ impl RouteMetrics {
     fn counts(&self) -> Vec<MethodStatusCount> {
         let mut all: Vec<MethodStatusCount> = Vec::new();
         for cell in &self.counts {
-            for &(method, status, n) in cell.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            for &(method, status, n) in cell
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+            {
                 match all.iter_mut().find(|(m, s, _)| *m == method && *s == status) {
                     Some((_, _, total)) => *total += n,
                     None => all.push((method, status, n)),
@@ -273,12 +281,17 @@ impl Metrics {
     /// scanners cannot create series).
     pub fn route(&self, pattern: Option<&str>) -> &'static RouteMetrics {
         let pattern = pattern.unwrap_or("unmatched");
-        if let Some(r) = self.routes.read().unwrap_or_else(|p| p.into_inner()).get(pattern) {
+        if let Some(r) = self
+            .routes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(pattern)
+        {
             return r;
         }
         self.routes
             .write()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(pattern.into())
             .or_insert_with(|| Box::leak(Box::new(RouteMetrics::new(pattern))))
     }
@@ -290,7 +303,10 @@ impl Metrics {
 
     /// Requests answered so far on `route` with `status` (any method).
     pub fn requests(&self, route: &str, status: u16) -> u64 {
-        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        let routes = self
+            .routes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(r) = routes.get(route) else { return 0 };
         r.counts()
             .iter()
@@ -304,7 +320,7 @@ impl Metrics {
         let mut routes: Vec<_> = self
             .routes
             .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .values()
             .copied()
             .collect();
@@ -335,8 +351,7 @@ impl Metrics {
         let started = self
             .started
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+            .map_or(0.0, |d| d.as_secs_f64());
         header(
             &mut out,
             "process_start_time_seconds",

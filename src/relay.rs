@@ -154,7 +154,10 @@ impl Status {
     /// down), with the body of `/readyz`.
     pub fn readiness(&self, environments: usize) -> (bool, serde_json::Value) {
         let ready = self.ready.load(Ordering::SeqCst);
-        let from = *self.loaded_from.lock().unwrap_or_else(|p| p.into_inner());
+        let from = *self
+            .loaded_from
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let body = json!({
             "status": if ready { "ready" } else { "waiting_for_data" },
             "relay": {
@@ -169,7 +172,10 @@ impl Status {
     }
 
     fn loaded(&self, from: &'static str) {
-        *self.loaded_from.lock().unwrap_or_else(|p| p.into_inner()) = from;
+        *self
+            .loaded_from
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = from;
         self.updated_at.store(crate::store::now_ms(), Ordering::SeqCst);
         self.ready.store(true, Ordering::SeqCst);
     }
@@ -500,7 +506,7 @@ async fn follow_upstream(serving: Serving, url: String, key: Secret, cache_file:
                 "relay: the primary ended the stream"
             ),
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "relay: the primary is unreachable; serving what it has")
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "relay: the primary is unreachable; serving what it has");
             }
         }
         tokio::time::sleep(delay).await;
@@ -516,7 +522,7 @@ fn load_cache(serving: &Serving, path: &Path) {
                 tracing::info!(file = %path.display(), environments = n, "relay: serving from the cache file until the primary answers");
             }
             Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "relay: the cache file is not usable")
+                tracing::warn!(file = %path.display(), error = %e, "relay: the cache file is not usable");
             }
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -630,7 +636,7 @@ async fn follow_file(serving: Serving, path: PathBuf, keys: Vec<Secret>) {
                 tracing::info!(file = %path.display(), revision, "relay: serving the file");
             }
             Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "relay: the file is not a bundle; serving what it has")
+                tracing::warn!(file = %path.display(), error = %e, "relay: the file is not a bundle; serving what it has");
             }
         }
     }

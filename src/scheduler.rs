@@ -37,8 +37,8 @@ async fn run(state: AppState) {
             continue;
         }
         tokio::select! {
-            _ = actix_web::rt::time::sleep(wait) => {}
-            _ = state.scheduled.notified() => {}
+            () = actix_web::rt::time::sleep(wait) => {}
+            () = state.scheduled.notified() => {}
         }
     }
 }

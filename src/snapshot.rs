@@ -161,7 +161,7 @@ impl Snapshot {
             self.fragments
                 .keys()
                 .filter(|k| !newer.fragments.contains_key(*k))
-                .map(|k| k.to_string()),
+                .map(std::string::ToString::to_string),
         );
         changed
     }
@@ -326,7 +326,11 @@ impl Snapshots {
                 old => {
                     let flags = match old {
                         Some(old) => old.changed_flags(&snapshot),
-                        None => snapshot.fragments.keys().map(|k| k.to_string()).collect(),
+                        None => snapshot
+                            .fragments
+                            .keys()
+                            .map(std::string::ToString::to_string)
+                            .collect(),
                     };
                     map.insert(snapshot.environment_id, snapshot.clone());
                     changed.push((snapshot, flags));
@@ -361,7 +365,11 @@ impl Snapshots {
                     let snapshot = Arc::new(snapshot);
                     map.insert(id, snapshot.clone());
                     let changed = if change.full {
-                        snapshot.fragments.keys().map(|k| k.to_string()).collect()
+                        snapshot
+                            .fragments
+                            .keys()
+                            .map(std::string::ToString::to_string)
+                            .collect()
                     } else {
                         change.flags.iter().cloned().collect()
                     };

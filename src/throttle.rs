@@ -237,7 +237,9 @@ impl SignInGuard {
     fn lock(&self) -> MutexGuard<'_, Records> {
         // The records stay consistent whatever panicked while holding the lock (each change is
         // a push or a counter step), so a poisoned lock is used as it is.
-        self.records.lock().unwrap_or_else(|e| e.into_inner())
+        self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether this subject and address were seen recently (their failures are in memory).

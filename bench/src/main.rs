@@ -190,7 +190,12 @@ async fn setup(args: SetupArgs) -> anyhow::Result<()> {
         .send()
         .await?
         .error_for_status()?;
-    if gzip.headers().get("content-encoding").map(|v| v.as_bytes()) != Some(b"gzip") {
+    if gzip
+        .headers()
+        .get("content-encoding")
+        .map(reqwest::header::HeaderValue::as_bytes)
+        != Some(b"gzip")
+    {
         bail!("the bundle did not come gzip-encoded");
     }
     let gzip = gzip.bytes().await?;

@@ -172,35 +172,35 @@ fn single_flags(c: &mut Criterion) {
             env.evaluate(black_box("no-rules"), black_box(&ctx))
                 .value
                 .is_some()
-        })
+        });
     });
     group.bench_function("5_rules_3_clauses", |b| {
         b.iter(|| {
             env.evaluate(black_box("five-rules"), black_box(&ctx))
                 .value
                 .is_some()
-        })
+        });
     });
     group.bench_function("rollout", |b| {
         b.iter(|| {
             env.evaluate(black_box("rollout"), black_box(&ctx))
                 .value
                 .is_some()
-        })
+        });
     });
     group.bench_function("in_10000_values", |b| {
         b.iter(|| {
             env.evaluate(black_box("in-10000"), black_box(&in_ctx))
                 .value
                 .is_some()
-        })
+        });
     });
     group.bench_function("target_list_100000_keys", |b| {
         b.iter(|| {
             env.evaluate(black_box("targets-100000"), black_box(&ctx))
                 .value
                 .is_some()
-        })
+        });
     });
     group.finish();
 }
@@ -210,23 +210,23 @@ fn environments(c: &mut Criterion) {
     let env100 = compile((0..100).map(realistic_flag).collect());
     assert_eq!(env100.evaluate_all(&ctx, |_| true).len(), 100);
     c.bench_function("evaluate_all/100_flags", |b| {
-        b.iter(|| env100.evaluate_all(black_box(&ctx), |_| true).len())
+        b.iter(|| env100.evaluate_all(black_box(&ctx), |_| true).len());
     });
 
     let doc1000 = document((0..1000).map(realistic_flag).collect());
     flagstaff_eval::validate_document(&doc1000).expect("valid");
     c.bench_function("compile/1000_flags", |b| {
-        b.iter(|| CompiledEnvironment::compile(black_box(&doc1000), ENV).len())
+        b.iter(|| CompiledEnvironment::compile(black_box(&doc1000), ENV).len());
     });
     c.bench_function("validate/1000_flags", |b| {
-        b.iter(|| flagstaff_eval::validate_document(black_box(&doc1000)).is_ok())
+        b.iter(|| flagstaff_eval::validate_document(black_box(&doc1000)).is_ok());
     });
 
     let env1000 = CompiledEnvironment::compile(&doc1000, ENV);
     let toggled: Flag =
         serde_json::from_value(bool_flag("flag-0500", json!({"enabled": false}))).expect("parses");
     c.bench_function("with_flag/1000_flags", |b| {
-        b.iter(|| env1000.with_flag(black_box(&toggled)).len())
+        b.iter(|| env1000.with_flag(black_box(&toggled)).len());
     });
 }
 

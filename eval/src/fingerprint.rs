@@ -42,7 +42,7 @@ impl Fingerprints {
                 old.by_key
                     .keys()
                     .filter(|key| !self.by_key.contains_key(*key))
-                    .map(|key| key.to_string()),
+                    .map(std::string::ToString::to_string),
             )
             .collect();
         keys.sort_unstable();

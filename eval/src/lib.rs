@@ -27,6 +27,7 @@
 //! let e = env.evaluate("new-checkout", ctx.as_object().unwrap());
 //! assert_eq!((e.variant, e.reason, e.rule_id), (Some("on"), Reason::TargetingMatch, Some("staff")));
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod compile;
 pub mod evaluate;

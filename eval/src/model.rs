@@ -393,6 +393,8 @@ pub struct WeightedVariation {
     pub weight: i64,
 }
 
+// serde's `skip_serializing_if` passes a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
 fn is_false(b: &bool) -> bool {
     !*b
 }

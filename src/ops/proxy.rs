@@ -47,8 +47,8 @@ impl IpRange {
 
 fn canonical(addr: IpAddr) -> IpAddr {
     match addr {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
-        v4 => v4,
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
     }
 }
 
@@ -127,8 +127,7 @@ pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
 
 fn trusted(req: &HttpRequest) -> &[IpRange] {
     req.app_data::<web::Data<Serving>>()
-        .map(|s| s.settings.serve.trusted_proxies.as_slice())
-        .unwrap_or(&[])
+        .map_or(&[], |s| s.settings.serve.trusted_proxies.as_slice())
 }
 
 /// Whether the request's peer is a trusted proxy, whose forwarding headers are believed.
@@ -160,7 +159,7 @@ pub fn host(req: &HttpRequest) -> String {
     req.headers()
         .get(actix_web::http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .or_else(|| req.uri().authority().map(actix_web::http::uri::Authority::as_str))
         .unwrap_or_else(|| req.app_config().host())
         .to_owned()
 }

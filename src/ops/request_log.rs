@@ -228,7 +228,7 @@ where
                 status,
                 took.as_secs_f64() * 1000.0,
                 || match &outcome {
-                    Ok(res) => res.response().error().map(|e| e.to_string()),
+                    Ok(res) => res.response().error().map(std::string::ToString::to_string),
                     Err(e) => Some(e.to_string()),
                 },
             );

@@ -314,8 +314,8 @@ impl Store {
                 ops_writer: Mutex::new(ops_writer),
                 queue: Mutex::default(),
                 read_slots: tokio::sync::Semaphore::new(READER_POOL),
-                publications: Default::default(),
-                groups: Default::default(),
+                publications: std::sync::atomic::AtomicU64::default(),
+                groups: std::sync::atomic::AtomicU64::default(),
                 readers: Mutex::new(Vec::new()),
                 _presence: presence,
             }),
@@ -702,7 +702,7 @@ pub async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Sen
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a connection leaves it usable: SQLite rolls back an unfinished
     // transaction when the `Transaction` is dropped during unwinding.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn configure(conn: &Connection) -> Result<()> {
@@ -731,6 +731,5 @@ fn bump_revisions(tx: &Transaction, changes: &Changes) -> Result<()> {
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -143,7 +143,7 @@ fn rebuild(files: &Files) -> Result<()> {
     remove_if_present(&files.staging)?;
     for suffix in ["-wal", "-journal"] {
         let beside = with_suffix(&files.published, suffix);
-        if std::fs::metadata(&beside).map(|m| m.len() > 0).unwrap_or(false) {
+        if std::fs::metadata(&beside).is_ok_and(|m| m.len() > 0) {
             return Err(StoreError::Unusable(format!(
                 "{} lies beside {}: Flagstaff never writes one, so something else wrote to the database. \
                  Fold it in with `sqlite3 {} 'PRAGMA journal_mode=DELETE'` (or remove it to drop those \
@@ -205,9 +205,7 @@ pub fn publish(conn: &Connection, files: &Files) -> Result<()> {
     first[FORMAT_VERSION_OFFSET] = ROLLBACK_JOURNAL;
     first[FORMAT_VERSION_OFFSET + 1] = ROLLBACK_JOURNAL;
     let (_, rest) = image.split_at(first.len());
-    let mode = std::fs::metadata(&files.published)
-        .map(|m| m.permissions().mode() & 0o777)
-        .unwrap_or(0o640);
+    let mode = std::fs::metadata(&files.published).map_or(0o640, |m| m.permissions().mode() & 0o777);
 
     let written = match update_spare(files, mode, &first, rest) {
         Some(()) => &files.spare,

@@ -144,7 +144,7 @@ fn dry_run(
                 .join("; ");
             Err(StoreError::bad_request(
                 message,
-                Some(&at(first.map(|e| e.path.as_str()).unwrap_or(""))),
+                Some(&at(first.map_or("", |e| e.path.as_str()))),
             ))
         }
         Err(e) => Err(e),

@@ -117,8 +117,8 @@ pub fn get(conn: &Connection, project: &str, id: i64) -> Result<Webhook> {
 }
 
 /// Every environment named must exist in the project (400 naming `environments[i]`).
-fn check_environments(conn: &Connection, project_id: i64, envs: &Option<Vec<String>>) -> Result<()> {
-    for (i, env) in envs.iter().flatten().enumerate() {
+fn check_environments(conn: &Connection, project_id: i64, envs: Option<&[String]>) -> Result<()> {
+    for (i, env) in envs.unwrap_or_default().iter().enumerate() {
         if environments::find(conn, project_id, env)?.is_none() {
             return Err(StoreError::bad_request(
                 format!("environment {env:?} is not an environment of this project"),
@@ -153,7 +153,7 @@ pub fn create_audited(
     secret: Option<String>,
 ) -> Result<(Webhook, String)> {
     let head = projects::head(tx, project)?;
-    check_environments(tx, head.id, &settings.environments)?;
+    check_environments(tx, head.id, settings.environments.as_deref())?;
     let secret = secret.unwrap_or_else(crate::webhooks::generate_secret);
     let now = now_ms();
     tx.prepare_cached(
@@ -205,7 +205,7 @@ pub fn update_audited(
     let before = get(tx, project, id)?;
     let head = projects::head(tx, project)?;
     if let Some(envs) = &change.environments {
-        check_environments(tx, head.id, envs)?;
+        check_environments(tx, head.id, envs.as_deref())?;
     }
     let url = change.url.unwrap_or_else(|| before.url.clone());
     let events = change.events.unwrap_or_else(|| before.events.clone());

@@ -249,7 +249,7 @@ async fn run(state: AppState) {
         } else {
             tokio::select! {
                 _ = changes.recv() => {}
-                _ = actix_web::rt::time::sleep(TICK) => {}
+                () = actix_web::rt::time::sleep(TICK) => {}
             }
         }
     }

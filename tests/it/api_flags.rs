@@ -660,7 +660,7 @@ async fn a_hundred_concurrent_toggles_are_all_applied() {
     let snapshot = app.state.snapshots.find("shop", "production").unwrap();
     assert_eq!(snapshot.revision as i64, rev + 50);
     assert!(
-        snapshot.engine.flags().all(|f| f.enabled()),
+        snapshot.engine.flags().all(flagstaff_eval::CompiledFlag::enabled),
         "every toggle is served"
     );
     let list = app

@@ -607,8 +607,7 @@ fn served(bundle: &Value, flag: &str) -> Value {
         .unwrap()
         .iter()
         .find(|f| f["key"] == flag)
-        .map(|f| f["environments"][ENV].clone())
-        .unwrap_or(Value::Null)
+        .map_or(Value::Null, |f| f["environments"][ENV].clone())
 }
 
 #[actix_web::test]

@@ -292,7 +292,10 @@ impl Served {
             addr: String::new(),
         };
         let listening = served.wait_for(|v| v["fields"]["addr"].is_string());
-        served.addr = listening["fields"]["addr"].as_str().unwrap().to_owned();
+        listening["fields"]["addr"]
+            .as_str()
+            .unwrap()
+            .clone_into(&mut served.addr);
         served
     }
 

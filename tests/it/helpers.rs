@@ -279,7 +279,7 @@ impl WebBrowser {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("HTTP client"),
-            cookies: Default::default(),
+            cookies: std::collections::BTreeMap::default(),
         }
     }
 
@@ -306,8 +306,8 @@ impl WebBrowser {
         let mut form = html_form(&page.body, "/sign-in").fields;
         for (name, value) in &mut form {
             match name.as_str() {
-                "email" => *value = email.to_owned(),
-                "password" => *value = password.to_owned(),
+                "email" => email.clone_into(value),
+                "password" => password.clone_into(value),
                 _ => {}
             }
         }

@@ -925,7 +925,7 @@ async fn preflights_are_answered_for_the_public_endpoints_only() {
 #[actix_web::test]
 async fn allowed_origins_can_be_listed() {
     let app = TestApp::with_settings(|s| {
-        s.serve.frontend.cors_origins = AllowedOrigins::parse("https://shop.example").unwrap()
+        s.serve.frontend.cors_origins = AllowedOrigins::parse("https://shop.example").unwrap();
     });
     let web = Web::with(app).await;
     let ok = [

@@ -42,7 +42,7 @@ struct Script {
 
 impl Script {
     fn start((program, mut args): (PathBuf, Vec<String>), extra: &[&str]) -> Script {
-        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(extra.iter().map(std::string::ToString::to_string));
         let name = args.first().cloned().unwrap_or_default();
         let mut command = Command::new(&program);
         if let Some(chromium) = Tool::Chromium.path() {
@@ -118,7 +118,7 @@ impl Script {
     /// Tells the script to go on.
     fn proceed(&mut self) {
         writeln!(self.stdin, "go")
-            .and_then(|_| self.stdin.flush())
+            .and_then(|()| self.stdin.flush())
             .expect("write to the script");
     }
 

@@ -94,7 +94,7 @@ async fn the_document_is_valid_openapi_3_1() {
                 assert_eq!(
                     p["required"], true,
                     "{method} {path}: path parameters are required"
-                )
+                );
             })
             .map(|p| p["name"].as_str().unwrap().to_owned())
             .collect();

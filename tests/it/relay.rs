@@ -57,7 +57,7 @@ impl Relay {
         let port = free_port();
         let mut relay = Relay {
             child: None,
-            args: args.iter().map(|s| s.to_string()).collect(),
+            args: args.iter().map(std::string::ToString::to_string).collect(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             log: dir.join(format!("{name}.log")),
             dir: dir.join(name),

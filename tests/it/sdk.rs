@@ -215,7 +215,7 @@ fn flag_keys(data: &Value) -> Vec<&str> {
         .iter()
         .map(|k| k.as_str().unwrap())
         .collect();
-    keys.sort();
+    keys.sort_unstable();
     keys
 }
 

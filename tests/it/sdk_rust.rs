@@ -537,8 +537,8 @@ impl Forwarder {
             url: format!("http://127.0.0.1:{port}"),
             target: target.trim_start_matches("http://").to_owned(),
             up: None,
-            streams_opened: Default::default(),
-            streams_open: Default::default(),
+            streams_opened: Arc::default(),
+            streams_open: Arc::default(),
         }
     }
 

@@ -169,11 +169,13 @@ async fn setup(args: SetupArgs) -> anyhow::Result<()> {
     let parsed: Value = serde_json::from_slice(&answer)?;
     let flags = parsed["flags"].as_array().context("flags")?;
     let reasons: std::collections::BTreeMap<String, usize> =
-        flags.iter().fold(Default::default(), |mut m, f| {
-            *m.entry(f["reason"].as_str().unwrap_or("error").to_owned())
-                .or_default() += 1;
-            m
-        });
+        flags
+            .iter()
+            .fold(std::collections::BTreeMap::default(), |mut m, f| {
+                *m.entry(f["reason"].as_str().unwrap_or("error").to_owned())
+                    .or_default() += 1;
+                m
+            });
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(args.out.join("key"), &key)?;
     std::fs::write(args.out.join("request.json"), &body)?;

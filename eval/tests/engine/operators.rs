@@ -8,13 +8,15 @@ use crate::support::{bool_flag, compile_valid, ctx};
 /// A missing attribute.
 const MISSING: Option<Value> = None;
 
+// The tables read better with `some(json!(…))` beside `MISSING` than with `Some(json!(…))`.
+#[allow(clippy::unnecessary_wraps)]
 fn some(v: Value) -> Option<Value> {
     Some(v)
 }
 
 /// Evaluates a rule with one clause `{attribute: "attr", op, values, negate}` against a context
 /// holding `attr` (or not) and tells whether the rule matched.
-fn clause_matches(op: &str, values: &Value, negate: bool, attr: &Option<Value>) -> bool {
+fn clause_matches(op: &str, values: &Value, negate: bool, attr: Option<&Value>) -> bool {
     let env = compile_valid(
         json!([]),
         json!([bool_flag(
@@ -41,12 +43,12 @@ fn clause_matches(op: &str, values: &Value, negate: bool, attr: &Option<Value>) 
 fn table(op: &str, values: Value, rows: &[(&str, Option<Value>, bool, bool)]) {
     for (label, attr, plain, negated) in rows {
         assert_eq!(
-            clause_matches(op, &values, false, attr),
+            clause_matches(op, &values, false, attr.as_ref()),
             *plain,
             "{op} {values} against {label} ({attr:?})"
         );
         assert_eq!(
-            clause_matches(op, &values, true, attr),
+            clause_matches(op, &values, true, attr.as_ref()),
             *negated,
             "negated {op} {values} against {label} ({attr:?})"
         );

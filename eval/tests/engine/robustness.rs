@@ -343,7 +343,7 @@ fn exercise(doc_json: &Value, contexts: &[Context]) {
         let _ = validate_bundle(&bundle);
         let env = CompiledEnvironment::from_bundle(&bundle);
         for ctx in contexts {
-            env.evaluate_all(ctx, |f| f.is_client_side());
+            env.evaluate_all(ctx, flagstaff_eval::CompiledFlag::is_client_side);
         }
     }
 }

@@ -100,7 +100,7 @@ fn every_problem_is_reported_at_once_with_its_path() {
                     {"variation": "on", "weight": -5}, {"variation": "off", "weight": 50000}]}}},
                {"id": "bad id!", "clauses": [], "serve": {"rollout": {"variations": []}}}
              ],
-             "fallthrough": {"rollout": {"variations": [{"variation": "x", "weight": 100000}]}}
+             "fallthrough": {"rollout": {"variations": [{"variation": "x", "weight": 100_000}]}}
            },
            "staging": {}
          }},
@@ -372,7 +372,7 @@ fn parse_errors_name_the_path() {
             "",
             "trailing characters",
         ),
-        (r#"not json"#, "", "expected"),
+        (r"not json", "", "expected"),
     ];
     for (json, path, needle) in cases {
         let e = parse_document(json.as_bytes()).expect_err(json);
@@ -435,7 +435,7 @@ fn texts_the_pages_could_not_show_unchanged_are_refused_at_their_path() {
                          {"variation": "a", "weight": 50000}, {"variation": "a", "weight": 50000}]}}},
                     {"description": "two\nlines", "clauses": [{"attribute": "plan", "op": "in", "values": ["x"]}],
                      "serve": {"rollout": {"bucket_by": "org\r", "salt": "s\n", "variations": [
-                         {"variation": "a", "weight": 100000}]}}}]
+                         {"variation": "a", "weight": 100_000}]}}}]
         }}
       }]
     }));

@@ -48,7 +48,7 @@ fn every_vector_matches() {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        assert_eq!(bucket(salt, &text) as u64, expected_bucket, "{v}");
+        assert_eq!(u64::from(bucket(salt, &text)), expected_bucket, "{v}");
         let hashed = format!("{salt}.{text}");
         assert_eq!(
             u64::from(murmur3_x86_32(hashed.as_bytes(), 0)),

@@ -382,12 +382,10 @@ fn to_python<'py>(py: Python<'py>, value: &Value) -> Bound<'py, PyAny> {
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
                 i.into_pyobject(py)
-                    .map(Bound::into_any)
-                    .unwrap_or_else(|_| py.None().into_bound(py))
+                    .map_or_else(|_| py.None().into_bound(py), Bound::into_any)
             } else if let Some(u) = n.as_u64() {
                 u.into_pyobject(py)
-                    .map(Bound::into_any)
-                    .unwrap_or_else(|_| py.None().into_bound(py))
+                    .map_or_else(|_| py.None().into_bound(py), Bound::into_any)
             } else {
                 PyFloat::new(py, n.as_f64().unwrap_or(f64::NAN)).into_any()
             }

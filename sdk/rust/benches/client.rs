@@ -199,16 +199,16 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     let mut group = c.benchmark_group("client");
     group.bench_function("bool_value/5_rules_3_clauses", |b| {
-        b.iter(|| client.bool_value(black_box("checkout"), black_box(&ctx), false))
+        b.iter(|| client.bool_value(black_box("checkout"), black_box(&ctx), false));
     });
     group.bench_function("bool_value/no_rules", |b| {
-        b.iter(|| client.bool_value(black_box("simple"), black_box(&ctx), false))
+        b.iter(|| client.bool_value(black_box("simple"), black_box(&ctx), false));
     });
     group.bench_function("string_value/rollout", |b| {
-        b.iter(|| client.string_value(black_box("flag-0006"), black_box(&ctx), "control"))
+        b.iter(|| client.string_value(black_box("flag-0006"), black_box(&ctx), "control"));
     });
     group.bench_function("evaluate/5_rules_3_clauses", |b| {
-        b.iter(|| client.evaluate(black_box("checkout"), black_box(&ctx)))
+        b.iter(|| client.evaluate(black_box("checkout"), black_box(&ctx)));
     });
     group.finish();
     c.final_summary();

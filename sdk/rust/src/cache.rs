@@ -52,7 +52,11 @@ pub(crate) enum CacheError {
 /// A fingerprint of a server key that does not reveal it.
 pub(crate) fn key_fingerprint(server_key: &str) -> String {
     let digest = Sha256::digest(format!("flagstaff-sdk-cache:{server_key}").as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    digest[..8].iter().fold(String::with_capacity(16), |mut out, b| {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
 
 /// Reads the cache file at `path`, written for the key with `fingerprint`.

@@ -410,7 +410,7 @@ impl ClientBuilder {
                 .expect("reading the cache file does not panic");
             match read {
                 Ok(cached) => {
-                    loaded = Some((Snapshot::from_bundle(&cached.bundle, cached.etag, source), None))
+                    loaded = Some((Snapshot::from_bundle(&cached.bundle, cached.etag, source), None));
                 }
                 Err(e) => attempts.push(SourceAttempt {
                     source,

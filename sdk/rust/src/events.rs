@@ -102,7 +102,7 @@ impl Recorder {
                 flag,
                 variant,
                 n,
-            )
+            );
         };
         for old in retired.iter() {
             old.drain_counts(&mut sink);

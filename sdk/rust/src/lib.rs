@@ -24,6 +24,7 @@
 //! # Ok(())
 //! # }
 //! ```
+#![forbid(unsafe_code)]
 
 mod backoff;
 mod cache;

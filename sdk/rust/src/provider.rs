@@ -102,7 +102,7 @@ fn reason(reason: Reason) -> EvaluationReason {
         Reason::Split => EvaluationReason::Split,
         Reason::Disabled => EvaluationReason::Disabled,
         Reason::Error => EvaluationReason::Error,
-        other => EvaluationReason::Other(other.as_str().to_owned()),
+        other @ Reason::PrerequisiteFailed => EvaluationReason::Other(other.as_str().to_owned()),
     }
 }
 

@@ -94,7 +94,7 @@ pub(crate) async fn run_updates(shared: Arc<Shared>, stop: CancellationToken) {
             }
         };
         let preferred = tokio::select! {
-            _ = stop.cancelled() => break,
+            () = stop.cancelled() => break,
             Some(notice) = received.recv() => {
                 let current = shared.snapshot.load();
                 let known = match (&notice.etag, &current.etag) {
@@ -106,7 +106,7 @@ pub(crate) async fn run_updates(shared: Arc<Shared>, stop: CancellationToken) {
                 }
                 notice.endpoint
             }
-            _ = retry_due => None,
+            () = retry_due => None,
             _ = poll.tick() => {
                 if shared.stream_connected.load(Ordering::Relaxed) && retry_at.is_none() {
                     continue;
@@ -115,7 +115,7 @@ pub(crate) async fn run_updates(shared: Arc<Shared>, stop: CancellationToken) {
             }
         };
         let fetched = tokio::select! {
-            _ = stop.cancelled() => break,
+            () = stop.cancelled() => break,
             fetched = updater.refresh(preferred) => fetched,
         };
         if fetched {
@@ -250,7 +250,7 @@ async fn run_stream(shared: Arc<Shared>, stop: CancellationToken, notices: mpsc:
     loop {
         let (endpoint, index) = &endpoints[which];
         let end = tokio::select! {
-            _ = stop.cancelled() => return,
+            () = stop.cancelled() => return,
             end = listen(&shared, endpoint, *index, reopened.take(), &notices, &mut backoff) => end,
             opened = primary_answers(&shared, &endpoints[0].0), if which != 0 => {
                 tracing::info!(server = %endpoints[0].0, "the primary Flagstaff server answers again; following its stream");
@@ -279,8 +279,8 @@ async fn run_stream(shared: Arc<Shared>, stop: CancellationToken, notices: mpsc:
         }
         let delay = backoff.next_delay(&mut rand::rng());
         tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = sleep(delay) => {}
+            () = stop.cancelled() => return,
+            () = sleep(delay) => {}
         }
     }
 }
@@ -321,7 +321,7 @@ async fn primary_answers(shared: &Shared, primary: &Endpoint) -> Opened {
         match open(shared, primary).await {
             Ok(opened) => return opened,
             Err(e) => {
-                tracing::debug!(server = %primary, error = %e, "the primary Flagstaff server still does not stream")
+                tracing::debug!(server = %primary, error = %e, "the primary Flagstaff server still does not stream");
             }
         }
     }
@@ -396,11 +396,11 @@ pub(crate) async fn run_events(shared: Arc<Shared>, stop: CancellationToken) {
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = stop.cancelled() => break,
+            () = stop.cancelled() => break,
             _ = tick.tick() => {
                 tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = send_events(&shared, shared.config.request_timeout) => {}
+                    () = stop.cancelled() => break,
+                    () = send_events(&shared, shared.config.request_timeout) => {}
                 }
             }
         }

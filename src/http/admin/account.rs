@@ -98,12 +98,12 @@ async fn sign_in_page(
     }
     let state = session::state(&req)?;
     if state.store.read(users::count).await? == 0 {
-        return ok_setup_hint(&state, &req).await;
+        return ok_setup_hint(&state, &req);
     }
     sign_in_response(&state, &req, StatusCode::OK, "", &next, None)
 }
 
-async fn ok_setup_hint(state: &AppState, req: &HttpRequest) -> Result<HttpResponse, PageError> {
+fn ok_setup_hint(state: &AppState, req: &HttpRequest) -> Result<HttpResponse, PageError> {
     sign_in_response(
         state,
         req,

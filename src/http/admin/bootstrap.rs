@@ -58,6 +58,6 @@ pub fn base_url(state: &AppState) -> String {
         ip if ip.is_unspecified() => format!("http://localhost:{}", bind.port()),
         IpAddr::V4(ip) if ip == Ipv4Addr::LOCALHOST => format!("http://localhost:{}", bind.port()),
         IpAddr::V6(ip) => format!("http://[{ip}]:{}", bind.port()),
-        ip => format!("http://{ip}:{}", bind.port()),
+        IpAddr::V4(ip) => format!("http://{ip}:{}", bind.port()),
     }
 }

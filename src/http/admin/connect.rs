@@ -115,8 +115,7 @@ pub fn example_flag(flags: &[Flag]) -> String {
         .filter(boolean)
         .find(|f| f.is_client_side())
         .or_else(|| flags.iter().find(boolean))
-        .map(|f| f.key.clone())
-        .unwrap_or_else(|| "my-flag".to_owned())
+        .map_or_else(|| "my-flag".to_owned(), |f| f.key.clone())
 }
 
 /// The snippets for an environment at `base`, with the keys given (placeholders otherwise).
@@ -177,12 +176,12 @@ async fn main() -> Result<(), flagstaff_sdk::Error> {{
             has_key: server_key.is_some(),
             note: "npm install ./sdk/node (from a checkout of the Flagstaff repository); save as app.mjs.",
             text: format!(
-                r#"import {{ Flagstaff }} from '@flagstaff/node';
+                r"import {{ Flagstaff }} from '@flagstaff/node';
 
 const client = await Flagstaff.start({{ url: '{base}', key: '{server}' }});
 const user = {{ targetingKey: 'user-1', email: 'ada@example.com' }};
 console.log('{flag}:', client.boolValue('{flag}', user, false));
-await client.close();"#
+await client.close();"
             ),
         },
         Snippet {
@@ -206,7 +205,7 @@ with flagstaff.Client("{base}", "{server}") as client:
             has_key: client_key.is_some(),
             note: "npm install @openfeature/web-sdk @openfeature/ofrep-web-provider. Any OFREP provider works the same way (Go, Java, .NET, Python, Rust…): base URL and an Authorization header; on a server, use a server key.",
             text: format!(
-                r#"import {{ OpenFeature }} from '@openfeature/web-sdk';
+                r"import {{ OpenFeature }} from '@openfeature/web-sdk';
 import {{ OFREPWebProvider }} from '@openfeature/ofrep-web-provider';
 
 await OpenFeature.setContext({{ targetingKey: 'user-1' }});
@@ -214,7 +213,7 @@ await OpenFeature.setProviderAndWait(new OFREPWebProvider({{
   baseUrl: '{base}',
   headers: [['Authorization', 'Bearer {client}']],
 }}));
-console.log('{flag}:', OpenFeature.getClient().getBooleanValue('{flag}', false));"#
+console.log('{flag}:', OpenFeature.getClient().getBooleanValue('{flag}', false));"
             ),
         },
         Snippet {

@@ -385,7 +385,7 @@ pub struct StateForm {
 
 impl StateForm {
     fn from_state(state: &FlagEnvState, flag: &Flag) -> StateForm {
-        let first = flag.variations.first().map(|v| v.key.as_str()).unwrap_or("");
+        let first = flag.variations.first().map_or("", |v| v.key.as_str());
         StateForm {
             enabled: state.enabled,
             off_variation: state.off_variation.clone().unwrap_or_default(),
@@ -672,7 +672,7 @@ impl DefinitionForm {
             temporary: (self.temporary != default_on).then_some(self.temporary),
             tags,
             archived: self.archived,
-            environments: Default::default(),
+            environments: std::collections::BTreeMap::default(),
         })
     }
 }

@@ -331,7 +331,7 @@ async fn create(
                 .map(str::to_owned)
                 .collect(),
             archived: false,
-            environments: Default::default(),
+            environments: std::collections::BTreeMap::default(),
         };
         let (actor, p) = (posted.session.actor(), project.clone());
         match state.write(move |tx| flags::create(tx, &actor, &p, flag)).await {

@@ -38,7 +38,7 @@ impl Form {
     /// The first value of a field, trimmed; empty when not sent. For keys and choices; free
     /// text is read with [`Form::line`] or [`Form::multiline`], which keep what was typed.
     pub fn text(&self, name: &str) -> &str {
-        self.get(name).map(str::trim).unwrap_or("")
+        self.get(name).map_or("", str::trim)
     }
 
     /// The first value of a one-line field as sent (not trimmed); empty when not sent.
@@ -188,7 +188,7 @@ mod tests {
             vec![],
             vec!["u-1".into(), "Doe, Jane".into()],
             vec![" padded ".into()],
-            vec!["".into()],
+            vec![String::new()],
             vec!["line\nbreak".into(), "cr\r".into(), "nul\0".into()],
             vec!["[not json".into(), "\"quoted\"".into(), "<script>".into()],
             vec!["12".into(), "ünï ✓".into(), "\t".into()],

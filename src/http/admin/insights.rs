@@ -488,8 +488,7 @@ async fn overview(
             last: env
                 .as_ref()
                 .and_then(|e| activity.get(&flag.key)?.evaluated.get(&e.id).copied())
-                .map(|at| view::ago(at, now))
-                .unwrap_or_else(|| "never".to_owned()),
+                .map_or_else(|| "never".to_owned(), |at| view::ago(at, now)),
         })
         .collect::<Vec<_>>();
     let evaluated_any = usage.iter().any(|u| u.evaluations > 0);

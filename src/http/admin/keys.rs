@@ -111,8 +111,7 @@ async fn view(
                         created: view::when(k.created_at),
                         last_used: k
                             .last_used_at
-                            .map(|t| view::ago(t, now))
-                            .unwrap_or_else(|| "never".to_owned()),
+                            .map_or_else(|| "never".to_owned(), |t| view::ago(t, now)),
                         revoked: k.revoked_at.map(view::when),
                     })
                     .collect(),
@@ -144,7 +143,7 @@ async fn page(
         page.env = env.to_owned();
     }
     if let Some(kind) = query.kind.as_deref().and_then(KeyKind::parse) {
-        page.kind = kind.as_str().to_owned();
+        kind.as_str().clone_into(&mut page.kind);
     }
     ok(&page)
 }

@@ -110,7 +110,10 @@ fn is_safe(method: &Method) -> bool {
 
 /// Where to come back after signing in: the request's own path and query.
 fn sign_in_location(req: &HttpRequest) -> String {
-    let here = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    let here = req
+        .uri()
+        .path_and_query()
+        .map_or("/", actix_web::http::uri::PathAndQuery::as_str);
     if here == "/" || !is_safe(req.method()) {
         return "/sign-in".to_owned();
     }
@@ -307,8 +310,7 @@ pub fn check_origin(req: &HttpRequest) -> Result<(), PageError> {
             let value = value.to_str().map_err(|_| refused())?;
             let authority = value
                 .split_once("://")
-                .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
-                .unwrap_or("");
+                .map_or("", |(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""));
             if !authority.is_empty() && authority.eq_ignore_ascii_case(&host) {
                 Ok(())
             } else {
@@ -377,9 +379,7 @@ pub fn sign_in_cookie(state: &AppState, req: &HttpRequest, token: String) -> Coo
 /// The client address sign-in throttling counts failures by: the peer, or behind trusted
 /// reverse proxies (`--trusted-proxies`) the address they report.
 pub fn client_address(req: &HttpRequest) -> String {
-    crate::ops::proxy::client_ip(req)
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|| "unknown".to_owned())
+    crate::ops::proxy::client_ip(req).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
 }
 
 #[cfg(test)]

@@ -94,7 +94,7 @@ impl Layout {
     }
 
     pub fn project_key(&self) -> &str {
-        self.project.as_ref().map(|p| p.key.as_str()).unwrap_or("")
+        self.project.as_ref().map_or("", |p| p.key.as_str())
     }
 
     pub fn is_project(&self, key: &str) -> bool {

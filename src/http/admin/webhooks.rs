@@ -113,8 +113,7 @@ impl WebhookRow {
             environments: w
                 .environments
                 .as_ref()
-                .map(|e| e.join(", "))
-                .unwrap_or_else(|| "every environment".to_owned()),
+                .map_or_else(|| "every environment".to_owned(), |e| e.join(", ")),
             format: w.format.as_str(),
             enabled: w.enabled,
             disabled_reason: w.disabled_reason.clone(),
@@ -141,7 +140,7 @@ impl AttemptRow {
             event_type: a.event_type.clone(),
             event_id: a.event_id.clone(),
             outcome: a.outcome.clone(),
-            status: a.status.map(|s| s.to_string()).unwrap_or_else(|| "—".into()),
+            status: a.status.map_or_else(|| "—".into(), |s| s.to_string()),
             latency: format!("{} ms", a.latency_ms),
             error: a.error.clone().unwrap_or_default(),
             response: a.response.clone().unwrap_or_default(),

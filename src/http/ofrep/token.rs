@@ -45,7 +45,7 @@ impl StreamToken {
         Self::mac(message)
             .verify_truncated_left(&tag)
             .ok()
-            .filter(|_| tag.len() == 16)?;
+            .filter(|()| tag.len() == 16)?;
         let mut parts = message.split('.');
         let (Some("v1"), Some(env), Some(key), Some(expires), None) = (
             parts.next(),
@@ -65,8 +65,7 @@ impl StreamToken {
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

@@ -314,7 +314,7 @@ mod tests {
     fn times_are_unix_ms_or_rfc3339() {
         let end = |body: Value| parse(&body).map(|b| b.end.0).ok();
         assert_eq!(
-            end(json!({"start": "2024-05-01T10:00:00Z", "end": 1714557660000u64, "counts": []})),
+            end(json!({"start": "2024-05-01T10:00:00Z", "end": 1_714_557_660_000_u64, "counts": []})),
             Some(1_714_557_660_000)
         );
         assert_eq!(

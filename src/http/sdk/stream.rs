@@ -65,7 +65,11 @@ fn announce(revision: Revision<'_>) -> sse::Event {
     match revision {
         Revision::Change(change) => event(change.revision, &change.etag, &*change.flags),
         Revision::CatchUp(snapshot) => {
-            let flags: Vec<&str> = snapshot.engine.flags().map(|f| f.key()).collect();
+            let flags: Vec<&str> = snapshot
+                .engine
+                .flags()
+                .map(flagstaff_eval::CompiledFlag::key)
+                .collect();
             event(snapshot.revision, &snapshot.etag, flags)
         }
     }

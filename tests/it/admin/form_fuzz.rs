@@ -9,6 +9,7 @@
 //! every page.
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -137,7 +138,7 @@ fn dump(app: &TestApp) -> Vec<String> {
                             continue;
                         }
                         let value: rusqlite::types::Value = row.get(i)?;
-                        line.push_str(&format!(" {column}={value:?}"));
+                        let _ = write!(line, " {column}={value:?}");
                     }
                     rows.push(line);
                 }

@@ -38,8 +38,7 @@ fn served_state(app: &TestApp, project: &str, env: &str, flag: &str) -> serde_js
         .unwrap()
         .iter()
         .find(|f| f["key"] == flag)
-        .map(|f| f["environments"][env].clone())
-        .unwrap_or(serde_json::Value::Null)
+        .map_or(serde_json::Value::Null, |f| f["environments"][env].clone())
 }
 
 #[actix_web::test]

@@ -36,12 +36,15 @@ async fn key_count(app: &TestApp, token: &str) -> usize {
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    reply.body.as_array().map(Vec::len).unwrap_or_else(|| {
-        reply.body["keys"]
-            .as_array()
-            .map(Vec::len)
-            .expect("a list of keys")
-    })
+    reply.body.as_array().map_or_else(
+        || {
+            reply.body["keys"]
+                .as_array()
+                .map(Vec::len)
+                .expect("a list of keys")
+        },
+        Vec::len,
+    )
 }
 
 async fn ofrep_keys(app: &TestApp, key: &str) -> Vec<String> {

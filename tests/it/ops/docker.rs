@@ -360,8 +360,7 @@ fn as_image_user(user: &str, program: &str) -> (Command, Option<(u32, u32)>) {
     let is_root = Command::new("id")
         .arg("-u")
         .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false);
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
     if !is_root {
         eprintln!("not root: running as the current (non-root) user instead of {user}");
         return (Command::new(program), None);

@@ -185,7 +185,7 @@ async fn sigterm_ends_two_thousand_streams_finishes_requests_keeps_counts_and_ex
     assert_eq!(late, 1, "the import finished during the shutdown is kept");
     let wal = data.join("work").join("flagstaff.db-wal");
     assert_eq!(
-        std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0),
+        std::fs::metadata(&wal).map_or(0, |m| m.len()),
         0,
         "the WAL was checkpointed"
     );
