@@ -377,27 +377,33 @@ fn project_with_flags(app: &TestApp) -> i64 {
         .unwrap()
 }
 
-/// Toggles `f{i}` on; flags that do not exist are refused (with `NotFound`).
+/// The write that toggles `flag` on in production; a flag that does not exist is refused (with
+/// `NotFound`).
+fn turn_on(
+    flag: String,
+) -> impl FnOnce(&rusqlite::Transaction) -> store::Result<(u64, Changes)> + Send + 'static {
+    move |tx| {
+        let patch = flagstaff::store::flags::StatePatch {
+            enabled: Some(true),
+            ..Default::default()
+        };
+        let (state, changes) = flagstaff::store::flags::patch_state(
+            tx,
+            &flagstaff::store::audit::Actor::cli(),
+            "shop",
+            &flag,
+            "production",
+            patch,
+            None,
+        )?;
+        Ok((state.version.unwrap_or(0), changes))
+    }
+}
+
+/// Toggles `flag` on from a thread of its own ([`AppState::write_blocking`]).
 fn toggle(state: &AppState, flag: String) -> std::thread::JoinHandle<store::Result<u64>> {
     let state = state.clone();
-    std::thread::spawn(move || {
-        state.write_blocking(move |tx| {
-            let patch = flagstaff::store::flags::StatePatch {
-                enabled: Some(true),
-                ..Default::default()
-            };
-            let (state, changes) = flagstaff::store::flags::patch_state(
-                tx,
-                &flagstaff::store::audit::Actor::cli(),
-                "shop",
-                &flag,
-                "production",
-                patch,
-                None,
-            )?;
-            Ok((state.version.unwrap_or(0), changes))
-        })
-    })
+    std::thread::spawn(move || state.write_blocking(turn_on(flag)))
 }
 
 /// Holds the writer (as a publication in progress does) until `n` writes are queued behind it;
@@ -485,6 +491,114 @@ fn a_hundred_concurrent_toggles_share_one_publication_and_a_failing_one_is_refus
         .filter(|f| f["environments"]["production"]["enabled"] == true)
         .count();
     assert_eq!(on, GROUP);
+}
+
+/// The threads of this process (Linux).
+fn threads() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("Threads: in /proc/self/status")
+}
+
+/// The same from async handlers ([`AppState::write`], what the HTTP API calls): the writes wait
+/// as tasks, one committer commits them, a write that panics is re-raised to its caller alone,
+/// and the writes after it are committed by a new committer.
+#[actix_web::test]
+async fn a_hundred_concurrent_async_writes_share_one_publication_and_a_panic_stays_with_its_caller() {
+    let app = TestApp::new();
+    let env = project_with_flags(&app);
+    let publications_before = app.state.store.publications();
+
+    // Hold the writer (as a publication in progress does) until every write is queued.
+    let (held, holding) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let state = app.state.clone();
+    let holder = std::thread::spawn(move || {
+        state.store.with_writer(|_| {
+            held.send(()).unwrap();
+            released.recv().unwrap();
+        });
+    });
+    holding.recv().unwrap();
+    let threads_before = threads();
+    let write = |flag: String| {
+        let state = app.state.clone();
+        actix_web::rt::spawn(async move { state.write(turn_on(flag)).await })
+    };
+    let writes: Vec<_> = (0..GROUP).map(|i| write(format!("f{i:03}"))).collect();
+    let missing = write("no-such-flag, \"<script>\"".to_owned());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while app.state.store.queued_writes() < GROUP + 1 {
+        assert!(std::time::Instant::now() < deadline, "the writes never queued");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // A waiting write holds no thread: the hundred add one committer, not a hundred threads.
+    let waiting_threads = threads().saturating_sub(threads_before);
+    assert!(
+        waiting_threads <= 4,
+        "{GROUP} waiting writes added {waiting_threads} threads"
+    );
+    release.send(()).unwrap();
+    for w in writes {
+        assert!(
+            matches!(w.await.unwrap(), Ok(2)),
+            "each write is acknowledged as version 2"
+        );
+    }
+    let refused = missing.await.unwrap();
+    actix_web::rt::task::spawn_blocking(move || holder.join().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        matches!(refused, Err(store::StoreError::NotFound { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        app.state.store.publications() - publications_before,
+        1,
+        "{GROUP} writes queued behind one publication share the next one"
+    );
+    assert_eq!(app.state.store.queued_writes(), 0);
+
+    // A write that panics is re-raised to its caller, in its task; the others are unharmed, and
+    // the store keeps committing.
+    let state = app.state.clone();
+    let panicked = actix_web::rt::spawn(async move {
+        state
+            .write(|_tx| -> store::Result<((), Changes)> { panic!("a bug in one write, \"<script>\"") })
+            .await
+    })
+    .await;
+    assert!(
+        panicked.is_err_and(|e| e.is_panic()),
+        "the panic reaches its caller"
+    );
+    let flipped = app
+        .state
+        .write(move |tx| {
+            let patch = flagstaff::store::flags::StatePatch {
+                enabled: Some(false),
+                ..Default::default()
+            };
+            let (state, changes) = flagstaff::store::flags::patch_state(
+                tx,
+                &flagstaff::store::audit::Actor::cli(),
+                "shop",
+                "f001",
+                "production",
+                patch,
+                None,
+            )?;
+            Ok((state.version.unwrap_or(0), changes))
+        })
+        .await
+        .unwrap();
+    assert_eq!(flipped, 3);
+    assert_eq!(app.state.store.publications() - publications_before, 2);
+    assert!(app.state.snapshots.get(env).is_some());
 }
 
 #[test]
