@@ -17,6 +17,20 @@ pub enum Outcome<T> {
     Panicked(Box<dyn Any + Send>),
 }
 
+impl<T> Outcome<T> {
+    /// What the caller returns: the write's result, its panic raised again, or an error when the
+    /// write was dropped without an answer (`None`).
+    pub fn received(outcome: Option<Outcome<T>>) -> Result<T> {
+        match outcome {
+            Some(Outcome::Done(out)) => out,
+            Some(Outcome::Panicked(payload)) => std::panic::resume_unwind(payload),
+            None => Err(StoreError::Unusable(
+                "the write was dropped without an answer".into(),
+            )),
+        }
+    }
+}
+
 /// A queued write, whatever its types.
 pub trait Job: Send {
     /// Runs the write. `Err` answers the caller at once (nothing of it is kept).

@@ -377,13 +377,7 @@ impl Store {
             let store = self.clone();
             tokio::task::spawn_blocking(move || store.commit_queued());
         }
-        match answer.await {
-            Ok(group::Outcome::Done(out)) => out,
-            Ok(group::Outcome::Panicked(payload)) => std::panic::resume_unwind(payload),
-            Err(_) => Err(StoreError::Unusable(
-                "the write was dropped without an answer".into(),
-            )),
-        }
+        group::Outcome::received(answer.await.ok())
     }
 
     /// The committer of [`Store::write`]: commits what is queued, group after group, and stops
@@ -434,13 +428,7 @@ impl Store {
                 self.commit_group(&mut conn, queued);
             }
         }
-        match answer.recv() {
-            Ok(group::Outcome::Done(out)) => out,
-            Ok(group::Outcome::Panicked(payload)) => std::panic::resume_unwind(payload),
-            Err(_) => Err(StoreError::Unusable(
-                "the write was dropped without an answer".into(),
-            )),
-        }
+        group::Outcome::received(answer.recv().ok())
     }
 
     /// Commits a group of queued writes in one transaction and one publication.

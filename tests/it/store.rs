@@ -382,9 +382,17 @@ fn project_with_flags(app: &TestApp) -> i64 {
 fn turn_on(
     flag: String,
 ) -> impl FnOnce(&rusqlite::Transaction) -> store::Result<(u64, Changes)> + Send + 'static {
+    set_enabled(flag, true)
+}
+
+/// The write that turns `flag` on or off in production; returns its new version.
+fn set_enabled(
+    flag: String,
+    on: bool,
+) -> impl FnOnce(&rusqlite::Transaction) -> store::Result<(u64, Changes)> + Send + 'static {
     move |tx| {
         let patch = flagstaff::store::flags::StatePatch {
-            enabled: Some(true),
+            enabled: Some(on),
             ..Default::default()
         };
         let (state, changes) = flagstaff::store::flags::patch_state(
@@ -578,22 +586,7 @@ async fn a_hundred_concurrent_async_writes_share_one_publication_and_a_panic_sta
     );
     let flipped = app
         .state
-        .write(move |tx| {
-            let patch = flagstaff::store::flags::StatePatch {
-                enabled: Some(false),
-                ..Default::default()
-            };
-            let (state, changes) = flagstaff::store::flags::patch_state(
-                tx,
-                &flagstaff::store::audit::Actor::cli(),
-                "shop",
-                "f001",
-                "production",
-                patch,
-                None,
-            )?;
-            Ok((state.version.unwrap_or(0), changes))
-        })
+        .write(set_enabled("f001".to_owned(), false))
         .await
         .unwrap();
     assert_eq!(flipped, 3);
